@@ -1,0 +1,54 @@
+# floe-platform. On a fresh machine `make demo` and `make test` are the only commands needed: every target
+# installs what it needs first (uv, the locked .venv, helm and kubectl).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := $(CURDIR)/.tools
+UV := $(TOOLS)/uv-venv/bin/uv
+VENV := $(CURDIR)/.venv
+export PATH := $(TOOLS)/bin:$(VENV)/bin:$(PATH)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint bench e2e schemas clean
+
+help: ## Show the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/uv-venv
+	$(TOOLS)/uv-venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	@touch $@
+
+$(TOOLS)/bin/helm $(TOOLS)/bin/kubectl:
+	scripts/install-k8s-tools.sh $(TOOLS)/bin
+
+install: $(VENV)/.installed $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl ## Create .venv from uv.lock; add helm and kubectl when missing.
+
+demo: install ## Run the main job on embedded defaults (local DuckDB file, no cluster).
+	floe validate platform-config/platform/local/platform.yaml
+	floe render platform-config/platform/local/platform.yaml
+
+test: install ## Lint, type-check and run every test (kind e2e is skipped where Docker or kind is missing).
+	$(MAKE) --no-print-directory lint
+	pytest $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy --strict on the source and tests.
+	ruff check operator tests
+	ruff format --check operator tests
+	mypy
+
+bench: install ## Run the benchmarks; numbers go to bench/results/.
+	python -m bench
+
+schemas: install ## Regenerate every file generated from the models.
+	floe schema > platform-config/platform.schema.json
+
+clean: ## Remove the virtualenv, tools and demo output.
+	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache

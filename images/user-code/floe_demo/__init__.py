@@ -1,0 +1,1 @@
+"""The demo code location: a small real platform of Python and dbt assets."""

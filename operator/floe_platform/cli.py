@@ -1,0 +1,105 @@
+"""The ``floe`` command: turns arguments into calls to the pure core and exit codes.
+
+Exit codes: 0 success, 1 invalid input (one line per problem on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from floe_platform.config import ConfigError, PlatformConfig, load_platform
+from floe_platform.render import render_pod_templates
+from floe_platform.schema import dump_json, platform_json_schema
+
+CR_API_VERSION = "floe.dev/v1alpha1"
+CR_KIND = "FloePlatform"
+
+file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def _fail(lines: list[str]) -> NoReturn:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(1)
+
+
+def _load(path: Path) -> PlatformConfig:
+    try:
+        return load_platform(path)
+    except ConfigError as error:
+        _fail(error.lines)
+
+
+def _dump_yaml(documents: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="floe-platform")
+def main() -> None:
+    """floe-platform: platform.yaml resource profiles as Kubernetes PodTemplates for Dagster runs."""
+
+
+@main.command()
+@file_argument
+def validate(file: Path) -> None:
+    """Check FILE against the platform.yaml contract."""
+    config = _load(file)
+    profiles = config.infrastructure.resource_profiles
+    logs = config.observability.compute_logs
+    logs_text = f"compute logs {logs.manager_type}" if logs.enabled else "compute logs off"
+    click.echo(f"{file}: valid; {len(profiles)} profile(s) ({', '.join(profiles)}), {logs_text}, "
+               f"{len(config.storage)} storage(s)")
+
+
+@main.command()
+@file_argument
+@click.option("--profile", "profiles", multiple=True, help="Render only this profile (repeatable).")
+@click.option("--name", "platform_name", help="Platform name, the prefix of each template's name.")
+@click.option("--namespace", "-n", help="Namespace to put in the metadata.")
+def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, namespace: str | None) -> None:
+    """Write the PodTemplate of each profile in FILE as YAML documents."""
+    config = _load(file)
+    known = config.infrastructure.resource_profiles
+    unknown = [name for name in profiles if name not in known]
+    if unknown:
+        _fail([f"--profile: {name!r} is not a profile in {file} (profiles: {', '.join(known)})"
+               for name in unknown])
+    templates = render_pod_templates(config, platform_name, namespace)
+    if profiles:
+        templates = [t for t in templates if t["metadata"]["labels"]["floe.dev/profile"] in profiles]
+    click.echo(_dump_yaml(templates), nl=False)
+
+
+def platform_resource(config: PlatformConfig, name: str, namespace: str | None) -> dict[str, Any]:
+    """The FloePlatform custom resource whose spec is the platform config, keys as in platform.yaml."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    spec = config.model_dump(mode="json", exclude_unset=True)
+    return {"apiVersion": CR_API_VERSION, "kind": CR_KIND, "metadata": metadata, "spec": spec}
+
+
+@main.command()
+@file_argument
+@click.option("--name", required=True, help="Name of the FloePlatform resource.")
+@click.option("--namespace", "-n", help="Namespace of the FloePlatform resource.")
+def cr(file: Path, name: str, namespace: str | None) -> None:
+    """Write the FloePlatform custom resource of FILE, for kubectl apply."""
+    config = _load(file)
+    click.echo(_dump_yaml([platform_resource(config, name, namespace)]), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """Write the JSON schema of platform.yaml."""
+    click.echo(dump_json(platform_json_schema()), nl=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Pure rendering: a platform config becomes Kubernetes objects (plain dicts). No API client here."""
+
+from floe_platform.render.duckdb import duckdb_env
+from floe_platform.render.podtemplate import (
+    CONTAINER_NAME,
+    HASH_ANNOTATION,
+    PROFILE_LABEL,
+    render_pod_template,
+    render_pod_templates,
+    template_name,
+)
+
+__all__ = [
+    "CONTAINER_NAME",
+    "HASH_ANNOTATION",
+    "PROFILE_LABEL",
+    "duckdb_env",
+    "render_pod_template",
+    "render_pod_templates",
+    "template_name",
+]

@@ -1,0 +1,128 @@
+"""Where a resource profile becomes a Kubernetes PodTemplate.
+
+``render_pod_template`` is the one place that decides what a Dagster run pod of a profile looks like: the
+``dagster`` container (the name dagster-k8s gives the run container) with the profile's requests, limits
+and env, the DUCKDB_* settings (explicit or derived, see ``render.duckdb``), an emptyDir for DuckDB's
+spill files, placement, labels, and restricted-profile security defaults. Plain dicts in, plain dicts out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from floe_platform.config.models import PlatformConfig, ResourceProfile, Toleration
+from floe_platform.render.duckdb import TEMP_DIRECTORY, duckdb_env
+
+CONTAINER_NAME = "dagster"
+TEMP_VOLUME_NAME = "duckdb-temp"
+PROFILE_LABEL = "floe.dev/profile"
+PLATFORM_LABEL = "floe.dev/platform"
+HASH_ANNOTATION = "floe.dev/profile-hash"
+RUN_USER_ID = 1000
+
+
+def template_name(platform_name: str, profile_name: str) -> str:
+    """PodTemplate name of a profile: ``<platform>-<profile>``."""
+    return f"{platform_name}-{profile_name}"
+
+
+def profile_hash(profile: ResourceProfile) -> str:
+    """Content hash of a profile: the first 16 hex digits of sha256 over its canonical JSON."""
+    canonical = json.dumps(profile.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def profile_labels(platform_name: str, profile_name: str) -> dict[str, str]:
+    """Labels on the PodTemplate and on every run pod made from it."""
+    return {
+        "app.kubernetes.io/name": "floe-platform",
+        "app.kubernetes.io/instance": platform_name,
+        "app.kubernetes.io/component": "run-profile",
+        "app.kubernetes.io/part-of": "floe-platform",
+        "app.kubernetes.io/managed-by": "floe-platform",
+        PLATFORM_LABEL: platform_name,
+        PROFILE_LABEL: profile_name,
+    }
+
+
+def container_env(profile: ResourceProfile) -> list[dict[str, str]]:
+    """The profile's env in its own order, then any DUCKDB_* variable it leaves to be derived."""
+    derived = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(), profile.env)
+    merged = dict(profile.env) | {name: value for name, value in derived.items() if name not in profile.env}
+    return [{"name": name, "value": value} for name, value in merged.items()]
+
+
+def _toleration(toleration: Toleration) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"operator": toleration.operator}
+    for field, key in (("key", "key"), ("value", "value"), ("effect", "effect"),
+                       ("toleration_seconds", "tolerationSeconds")):
+        value = getattr(toleration, field)
+        if value is not None:
+            rendered[key] = value
+    return rendered
+
+
+def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
+    container = {
+        "name": CONTAINER_NAME,
+        "resources": {
+            "requests": {"cpu": profile.requests.cpu, "memory": profile.requests.memory},
+            "limits": {"cpu": profile.limits.cpu, "memory": profile.limits.memory},
+        },
+        "env": container_env(profile),
+        "volumeMounts": [{"name": TEMP_VOLUME_NAME, "mountPath": temp_directory}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+    spec: dict[str, Any] = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_USER_ID,
+            "runAsGroup": RUN_USER_ID,
+            "fsGroup": RUN_USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": TEMP_VOLUME_NAME, "emptyDir": {"sizeLimit": profile.temp_volume_size}}],
+    }
+    if profile.node_selector:
+        spec["nodeSelector"] = dict(profile.node_selector)
+    if profile.tolerations:
+        spec["tolerations"] = [_toleration(toleration) for toleration in profile.tolerations]
+    return spec
+
+
+def render_pod_template(platform_name: str, profile_name: str, profile: ResourceProfile,
+                        namespace: str | None = None) -> dict[str, Any]:
+    """The ``v1`` PodTemplate of one profile."""
+    labels = profile_labels(platform_name, profile_name)
+    metadata: dict[str, Any] = {
+        "name": template_name(platform_name, profile_name),
+        "labels": labels,
+        "annotations": {HASH_ANNOTATION: profile_hash(profile)},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    temp_directory = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(),
+                                profile.env)[TEMP_DIRECTORY]
+    return {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": metadata,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(profile, temp_directory)},
+    }
+
+
+def render_pod_templates(config: PlatformConfig, platform_name: str | None = None,
+                         namespace: str | None = None) -> list[dict[str, Any]]:
+    """One PodTemplate per profile, in the order platform.yaml lists them."""
+    name = platform_name or config.platform.name
+    return [
+        render_pod_template(name, profile_name, profile, namespace)
+        for profile_name, profile in config.infrastructure.resource_profiles.items()
+    ]
