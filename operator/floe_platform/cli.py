@@ -53,8 +53,10 @@ def validate(file: Path) -> None:
     profiles = config.infrastructure.resource_profiles
     logs = config.observability.compute_logs
     logs_text = f"compute logs {logs.manager_type}" if logs.enabled else "compute logs off"
-    click.echo(f"{file}: valid; {len(profiles)} profile(s) ({', '.join(profiles)}), {logs_text}, "
-               f"{len(config.storage)} storage(s)")
+    click.echo(
+        f"{file}: valid; {len(profiles)} profile(s) ({', '.join(profiles)}), {logs_text}, "
+        f"{len(config.storage)} storage(s)"
+    )
 
 
 @main.command()
@@ -68,8 +70,12 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
     known = config.infrastructure.resource_profiles
     unknown = [name for name in profiles if name not in known]
     if unknown:
-        _fail([f"--profile: {name!r} is not a profile in {file} (profiles: {', '.join(known)})"
-               for name in unknown])
+        _fail(
+            [
+                f"--profile: {name!r} is not a profile in {file} (profiles: {', '.join(known)})"
+                for name in unknown
+            ]
+        )
     templates = render_pod_templates(config, platform_name, namespace)
     if profiles:
         templates = [t for t in templates if t["metadata"]["labels"]["floe.dev/profile"] in profiles]

@@ -101,8 +101,12 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
     return loc, f"{error['msg']} (got {error.get('input')!r})"
 
 
-def format_errors(error: ValidationError, key_lines: Mapping[Loc, int] | None = None,
-                  source: str | None = None, prefix: Loc = ()) -> list[str]:
+def format_errors(
+    error: ValidationError,
+    key_lines: Mapping[Loc, int] | None = None,
+    source: str | None = None,
+    prefix: Loc = (),
+) -> list[str]:
     """One line per pydantic error: ``path: message`` plus the file and line when known."""
     lines = []
     for item in error.errors():
@@ -121,8 +125,9 @@ def _nearest_line(loc: Loc, key_lines: Mapping[Loc, int]) -> int | None:
     return None
 
 
-def parse_platform(data: Any, *, key_lines: Mapping[Loc, int] | None = None, source: str | None = None,
-                   prefix: Loc = ()) -> PlatformConfig:
+def parse_platform(
+    data: Any, *, key_lines: Mapping[Loc, int] | None = None, source: str | None = None, prefix: Loc = ()
+) -> PlatformConfig:
     """Validate already-parsed data (a dict from YAML or a FloePlatform's spec)."""
     if not isinstance(data, dict):
         where = ".".join(map(str, prefix)) or "platform.yaml"

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -66,6 +67,8 @@ def _version_text(value: Any) -> Any:
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity_text),
+    # YAML writes `cpu: 2` as a number; Kubernetes calls this int-or-string.
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]}),
     Field(description="A Kubernetes quantity, e.g. 500m, 2, 512Mi or 4Gi.", examples=["4Gi"]),
 ]
 KubernetesName = Annotated[str, AfterValidator(_dns_label)]
@@ -149,7 +152,8 @@ class ResourceProfile(StrictModel):
             threads = env["DUCKDB_THREADS"].strip()
             if not threads.isdigit() or int(threads) < 1:
                 raise field_error(
-                    ("DUCKDB_THREADS",), f"{env['DUCKDB_THREADS']!r} is not a positive whole number of threads"
+                    ("DUCKDB_THREADS",),
+                    f"{env['DUCKDB_THREADS']!r} is not a positive whole number of threads",
                 )
         temp_dir = env.get("DUCKDB_TEMP_DIRECTORY")
         if temp_dir is not None and not temp_dir.startswith("/"):
@@ -203,7 +207,7 @@ class Observability(StrictModel):
 
 
 class SecretRef(StrictModel):
-    """A Kubernetes Secret holding S3 credentials; the credentials themselves never appear in platform.yaml."""
+    """A Kubernetes Secret holding S3 credentials; platform.yaml never holds the credentials themselves."""
 
     secret_name: KubernetesName
     access_key_id_key: str = "AWS_ACCESS_KEY_ID"
@@ -211,8 +215,16 @@ class SecretRef(StrictModel):
 
 
 _INLINE_CREDENTIAL_KEYS = frozenset(
-    {"access_key", "access_key_id", "secret_key", "secret_access_key", "aws_access_key_id",
-     "aws_secret_access_key", "password", "token"}
+    {
+        "access_key",
+        "access_key_id",
+        "secret_key",
+        "secret_access_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "password",
+        "token",
+    }
 )
 
 
@@ -252,7 +264,10 @@ class PlatformMeta(StrictModel):
 class PlatformConfig(StrictModel):
     """The whole platform.yaml."""
 
-    version: Annotated[Literal["1"], BeforeValidator(_version_text)] = "1"
+    version: Annotated[
+        Literal["1"], BeforeValidator(_version_text), WithJsonSchema({"enum": ["1", 1]})
+    ] = "1"
+    """Version of the platform.yaml format."""
     platform: PlatformMeta = PlatformMeta()
     infrastructure: Infrastructure
     observability: Observability = Observability()
@@ -262,12 +277,12 @@ class PlatformConfig(StrictModel):
     @model_validator(mode="after")
     def _storage_refs_resolve(self) -> PlatformConfig:
         logs = self.observability.compute_logs
-        if logs.enabled and logs.manager_type == "s3":
-            if logs.storage_ref not in self.storage and logs.storage_ref != BUILTIN_STORAGE:
-                known = ", ".join(sorted(self.storage)) or "none"
-                raise field_error(
-                    ("observability", "compute_logs", "storage_ref"),
-                    f"{logs.storage_ref!r} is not a storage defined under storage (defined: {known}); "
-                    f"add it there or use '{BUILTIN_STORAGE}' for the built-in S3",
-                )
+        uses_storage = logs.enabled and logs.manager_type == "s3"
+        if uses_storage and logs.storage_ref not in self.storage and logs.storage_ref != BUILTIN_STORAGE:
+            known = ", ".join(sorted(self.storage)) or "none"
+            raise field_error(
+                ("observability", "compute_logs", "storage_ref"),
+                f"{logs.storage_ref!r} is not a storage defined under storage (defined: {known}); "
+                f"add it there or use '{BUILTIN_STORAGE}' for the built-in S3",
+            )
         return self

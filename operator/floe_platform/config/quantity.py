@@ -17,10 +17,23 @@ _NUMBER_CHARS = frozenset("0123456789.+-")
 
 # Suffixes people write by mistake, and what they meant.
 _SUFFIX_HINTS = {
-    "Gb": ("Gi", "G"), "GB": ("Gi", "G"), "gb": ("Gi", "G"), "g": ("Gi", "G"), "gi": ("Gi", "G"),
-    "Mb": ("Mi", "M"), "MB": ("Mi", "M"), "mb": ("Mi", "M"), "mi": ("Mi", "M"),
-    "Kb": ("Ki", "k"), "KB": ("Ki", "k"), "kb": ("Ki", "k"), "K": ("Ki", "k"), "ki": ("Ki", "k"),
-    "Tb": ("Ti", "T"), "TB": ("Ti", "T"), "tb": ("Ti", "T"),
+    "Gb": ("Gi", "G"),
+    "GB": ("Gi", "G"),
+    "gb": ("Gi", "G"),
+    "g": ("Gi", "G"),
+    "gi": ("Gi", "G"),
+    "Mb": ("Mi", "M"),
+    "MB": ("Mi", "M"),
+    "mb": ("Mi", "M"),
+    "mi": ("Mi", "M"),
+    "Kb": ("Ki", "k"),
+    "KB": ("Ki", "k"),
+    "kb": ("Ki", "k"),
+    "K": ("Ki", "k"),
+    "ki": ("Ki", "k"),
+    "Tb": ("Ti", "T"),
+    "TB": ("Ti", "T"),
+    "tb": ("Ti", "T"),
 }
 
 
@@ -85,11 +98,22 @@ def parse_quantity(value: str | int | float) -> Decimal:
 # DuckDB's size units (``SET memory_limit = '8GB'``): decimal KB..TB are powers of 1000 and KiB..TiB are
 # powers of 1024, matched case-insensitively, with optional spaces between number and unit.
 _DUCKDB_UNITS = {
-    "": 1, "b": 1, "byte": 1, "bytes": 1,
-    "k": 1000, "kb": 1000, "kib": 1024,
-    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
-    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+    "": 1,
+    "b": 1,
+    "byte": 1,
+    "bytes": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
 }
 
 

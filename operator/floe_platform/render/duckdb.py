@@ -42,7 +42,9 @@ def derived_threads(cpu_limit_cores: Decimal) -> str:
     return str(max(1, math.floor(cpu_limit_cores)))
 
 
-def duckdb_env(memory_limit_bytes: int, cpu_limit_cores: Decimal, explicit: Mapping[str, str]) -> dict[str, str]:
+def duckdb_env(
+    memory_limit_bytes: int, cpu_limit_cores: Decimal, explicit: Mapping[str, str]
+) -> dict[str, str]:
     """The three DUCKDB_* variables: explicit values where given, derived from the limits otherwise."""
     derived = {
         MEMORY_LIMIT: derived_memory_limit(memory_limit_bytes),

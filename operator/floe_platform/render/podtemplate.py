@@ -56,8 +56,12 @@ def container_env(profile: ResourceProfile) -> list[dict[str, str]]:
 
 def _toleration(toleration: Toleration) -> dict[str, Any]:
     rendered: dict[str, Any] = {"operator": toleration.operator}
-    for field, key in (("key", "key"), ("value", "value"), ("effect", "effect"),
-                       ("toleration_seconds", "tolerationSeconds")):
+    for field, key in (
+        ("key", "key"),
+        ("value", "value"),
+        ("effect", "effect"),
+        ("toleration_seconds", "tolerationSeconds"),
+    ):
         value = getattr(toleration, field)
         if value is not None:
             rendered[key] = value
@@ -97,8 +101,9 @@ def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
     return spec
 
 
-def render_pod_template(platform_name: str, profile_name: str, profile: ResourceProfile,
-                        namespace: str | None = None) -> dict[str, Any]:
+def render_pod_template(
+    platform_name: str, profile_name: str, profile: ResourceProfile, namespace: str | None = None
+) -> dict[str, Any]:
     """The ``v1`` PodTemplate of one profile."""
     labels = profile_labels(platform_name, profile_name)
     metadata: dict[str, Any] = {
@@ -108,8 +113,9 @@ def render_pod_template(platform_name: str, profile_name: str, profile: Resource
     }
     if namespace:
         metadata["namespace"] = namespace
-    temp_directory = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(),
-                                profile.env)[TEMP_DIRECTORY]
+    temp_directory = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(), profile.env)[
+        TEMP_DIRECTORY
+    ]
     return {
         "apiVersion": "v1",
         "kind": "PodTemplate",
@@ -118,8 +124,9 @@ def render_pod_template(platform_name: str, profile_name: str, profile: Resource
     }
 
 
-def render_pod_templates(config: PlatformConfig, platform_name: str | None = None,
-                         namespace: str | None = None) -> list[dict[str, Any]]:
+def render_pod_templates(
+    config: PlatformConfig, platform_name: str | None = None, namespace: str | None = None
+) -> list[dict[str, Any]]:
     """One PodTemplate per profile, in the order platform.yaml lists them."""
     name = platform_name or config.platform.name
     return [

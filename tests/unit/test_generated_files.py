@@ -1,0 +1,35 @@
+"""Files generated from the models are committed up to date, and the pure core stays pure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+from floe_platform.schema import dump_json, platform_json_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_platform_schema_is_up_to_date() -> None:
+    committed = (ROOT / "platform-config/platform.schema.json").read_text()
+    assert committed == dump_json(platform_json_schema()), "run `make schemas` and commit the result"
+
+
+def test_example_platforms_validate_against_the_json_schema() -> None:
+    schema = json.loads((ROOT / "platform-config/platform.schema.json").read_text())
+    for path in sorted((ROOT / "platform-config/platform").glob("*/platform.yaml")):
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_config_render_and_cli_import_no_kubernetes_client_kopf_or_dagster() -> None:
+    """The pure core is plain functions over plain data (checked in a fresh interpreter)."""
+    probe = (
+        "import sys, floe_platform.config, floe_platform.render, floe_platform.schema, floe_platform.cli;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'kopf', 'dagster', 'duckdb'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
