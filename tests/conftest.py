@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.kube_emulator import EmulatedCluster, emulated_cluster
 
 ROOT = Path(__file__).resolve().parent.parent

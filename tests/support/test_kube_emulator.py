@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import kubernetes
+
 from support.kube_emulator import EmulatedCluster, validate_object
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from floe_platform.config.quantity import parse_duckdb_size
-from floe_platform.render.duckdb import derived_memory_limit, derived_threads, duckdb_env
 from hypothesis import given
 from hypothesis import strategies as st
+
+from floe_platform.config.quantity import parse_duckdb_size
+from floe_platform.render.duckdb import derived_memory_limit, derived_threads, duckdb_env
 
 MIB = 1024**2
 

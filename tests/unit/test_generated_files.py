@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+
 from floe_platform.schema import dump_json, platform_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]

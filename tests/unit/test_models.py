@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from floe_platform.config import ConfigError, PlatformConfig, load_platform_text, parse_platform
 from floe_platform.render import render_pod_templates
 

@@ -6,10 +6,11 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from floe_platform.config.quantity import QuantityError, parse_duckdb_size, parse_quantity
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as official_parse_quantity
+
+from floe_platform.config.quantity import QuantityError, parse_duckdb_size, parse_quantity
 
 SUFFIXES = ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti", "e3", "E-2", "n", "u"]
 

@@ -84,7 +84,8 @@ def _allowed_fields(loc: Loc) -> list[str]:
 
 
 def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
-    loc: Loc = tuple(error["loc"])
+    # pydantic marks errors in a dict key with a trailing "[key]"; the key itself already names the place.
+    loc: Loc = tuple(part for part in error["loc"] if part != "[key]")
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "floe_field":
@@ -109,13 +110,26 @@ def format_errors(
 ) -> list[str]:
     """One line per pydantic error: ``path: message`` plus the file and line when known."""
     lines = []
-    for item in error.errors():
-        loc, text = _message(item)
+    messages = [_message(item) for item in error.errors()]
+    for loc, text in _without_missing_typos(messages):
         path = ".".join(str(part) for part in (*prefix, *loc)) or "(top level)"
         line_number = _nearest_line(loc, key_lines or {})
         where = f" ({source}, line {line_number})" if source and line_number else ""
         lines.append(f"{path}: {text}{where}")
     return lines
+
+
+def _without_missing_typos(messages: list[tuple[Loc, str]]) -> list[tuple[Loc, str]]:
+    """Drop "required field is missing" where the same mapping has a misspelling of that field.
+
+    ``limit:`` instead of ``limits:`` is one mistake, so it gets one line (the "did you mean" one).
+    """
+    suggested = {
+        (*loc[:-1], text.rsplit("'", 2)[1])
+        for loc, text in messages
+        if text.startswith("unknown field; did you mean")
+    }
+    return [(loc, text) for loc, text in messages if not (text.endswith("is missing") and loc in suggested)]
 
 
 def _nearest_line(loc: Loc, key_lines: Mapping[Loc, int]) -> int | None:
@@ -130,7 +144,7 @@ def parse_platform(
 ) -> PlatformConfig:
     """Validate already-parsed data (a dict from YAML or a FloePlatform's spec)."""
     if not isinstance(data, dict):
-        where = ".".join(map(str, prefix)) or "platform.yaml"
+        where = ".".join(map(str, prefix)) or source or "platform.yaml"
         raise ConfigError([f"{where}: expected a mapping of sections (infrastructure, observability, ...)"])
     try:
         return PlatformConfig.model_validate(data)

@@ -51,12 +51,11 @@ def _quantity_text(value: Any) -> Any:
 
 def _dns_label(value: str) -> str:
     if len(value) > 63 or not DNS_LABEL.match(value):
-        raise PydanticCustomError(
-            "dns_label",
-            "{value!r} is not a valid Kubernetes name (use at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit)",
-            {"value": value},
+        message = (
+            f"{value!r} is not a valid Kubernetes name (use at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit)"
         )
+        raise PydanticCustomError("dns_label", "{message}", {"message": message})
     return value
 
 
@@ -69,7 +68,7 @@ Quantity = Annotated[
     BeforeValidator(_quantity_text),
     # YAML writes `cpu: 2` as a number; Kubernetes calls this int-or-string.
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]}),
-    Field(description="A Kubernetes quantity, e.g. 500m, 2, 512Mi or 4Gi.", examples=["4Gi"]),
+    Field(examples=["4Gi"]),
 ]
 KubernetesName = Annotated[str, AfterValidator(_dns_label)]
 

@@ -1,0 +1,90 @@
+"""The `floe` command, run as a subprocess exactly as users run it (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from floe_platform.config import PlatformConfig, load_platform
+from floe_platform.render import render_pod_templates
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "platform-config/platform/local/platform.yaml"
+PRODUCTION = ROOT / "platform-config/platform/production/platform.yaml"
+BAD_INPUTS = sorted((Path(__file__).parent / "bad_inputs").glob("*.yaml"))
+FLOE = [sys.executable, "-m", "floe_platform.cli"]
+
+
+def floe(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FLOE, *map(str, args)], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_validate_prints_a_one_line_summary_and_exits_0() -> None:
+    result = floe("validate", LOCAL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "valid; 1 profile(s) (transform), compute logs s3" in result.stdout
+
+
+def test_render_writes_the_renderers_pod_templates_as_yaml() -> None:
+    result = floe("render", PRODUCTION, "--name", "acme", "--namespace", "data")
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert documents == render_pod_templates(load_platform(PRODUCTION), "acme", "data")
+    assert [d["metadata"]["name"] for d in documents] == ["acme-default", "acme-transform", "acme-ingest"]
+
+
+def test_render_one_profile_only() -> None:
+    result = floe("render", PRODUCTION, "--profile", "ingest")
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["metadata"]["name"] for d in documents] == ["floe-prod-ingest"]
+
+
+def test_render_unknown_profile_lists_the_known_ones() -> None:
+    result = floe("render", LOCAL, "--profile", "huge")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"--profile: 'huge' is not a profile in {LOCAL} (profiles: transform)"
+
+
+def test_cr_wraps_the_file_and_round_trips_to_the_same_config() -> None:
+    result = floe("cr", PRODUCTION, "--name", "prod", "--namespace", "data")
+    assert result.returncode == 0, result.stderr
+    resource = yaml.safe_load(result.stdout)
+    assert resource["apiVersion"] == "floe.dev/v1alpha1"
+    assert resource["kind"] == "FloePlatform"
+    assert resource["metadata"] == {"name": "prod", "namespace": "data"}
+    assert PlatformConfig.model_validate(resource["spec"]) == load_platform(PRODUCTION)
+
+
+def test_schema_writes_the_committed_json_schema() -> None:
+    result = floe("schema")
+    assert json.loads(result.stdout) == json.loads(
+        (ROOT / "platform-config/platform.schema.json").read_text()
+    )
+
+
+def test_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = floe("validate", tmp_path / "nope.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "nope.yaml: cannot read the file: No such file or directory".replace(
+        "nope.yaml", str(tmp_path / "nope.yaml")
+    )
+
+
+def test_bad_input_corpus_has_at_least_30_cases() -> None:
+    assert len(BAD_INPUTS) >= 30
+
+
+@pytest.mark.parametrize("path", BAD_INPUTS, ids=[path.stem for path in BAD_INPUTS])
+def test_bad_input_is_rejected_with_its_field_path_and_no_traceback(path: Path) -> None:
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    result = floe("validate", path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert any(line.startswith(expected) for line in result.stderr.splitlines()), result.stderr
