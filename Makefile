@@ -48,7 +48,7 @@ bench: install ## Run the benchmarks; numbers go to bench/results/.
 	python -m bench
 
 schemas: install ## Regenerate every file generated from the models.
-	floe schema > platform-config/platform.schema.json
+	python scripts/update-generated.py
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache

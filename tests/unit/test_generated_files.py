@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from floe_platform.schema import dump_json, platform_json_schema
+from floe_platform.schema import dump_json, platform_json_schema, reference_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,3 +34,9 @@ def test_config_render_and_cli_import_no_kubernetes_client_kopf_or_dagster() -> 
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_readme_reference_table_is_generated_from_the_models() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- reference:start -->\n", 1)[1].split("<!-- reference:end -->", 1)[0]
+    assert table == reference_table(), "regenerate the README table with `make schemas`"

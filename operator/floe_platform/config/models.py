@@ -98,9 +98,12 @@ class Toleration(StrictModel):
     """A Kubernetes toleration, written in snake_case."""
 
     key: str | None = None
+    """Taint key to tolerate; empty with operator Exists tolerates every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
     value: str | None = None
+    """Taint value (operator Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to tolerate; empty tolerates all effects."""
     toleration_seconds: int | None = Field(default=None, ge=0)
     """Only with effect NoExecute: how long the pod stays bound after the taint appears."""
 
@@ -187,12 +190,15 @@ class ComputeLogs(StrictModel):
     """Where Dagster keeps the stdout and stderr of every step."""
 
     enabled: bool = True
+    """Off means Dagster keeps no compute logs beyond the run's event log."""
     manager_type: Literal["s3", "local", "noop"] = "s3"
     """s3 uploads to the storage named by storage_ref; local keeps files in local_dir; noop keeps none."""
     storage_ref: str = BUILTIN_STORAGE
     """A storage defined under `storage`, or `default` for the chart's built-in S3 (LocalStack)."""
     bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] = "dagster-compute-logs"
+    """Bucket for the logs; the chart creates it on the built-in S3."""
     prefix: str = "compute-logs/"
+    """Key prefix of every log object."""
     retention_days: int = Field(default=30, ge=1, le=365)
     """Objects older than this are expired by a bucket lifecycle rule."""
     local_dir: str = "/tmp/dagster-compute-logs"
@@ -202,6 +208,8 @@ class ComputeLogs(StrictModel):
 
 
 class Observability(StrictModel):
+    """Logs and telemetry of the platform."""
+
     compute_logs: ComputeLogs = ComputeLogs()
 
 
@@ -209,8 +217,11 @@ class SecretRef(StrictModel):
     """A Kubernetes Secret holding S3 credentials; platform.yaml never holds the credentials themselves."""
 
     secret_name: KubernetesName
+    """Name of the Secret, in the platform's namespace."""
     access_key_id_key: str = "AWS_ACCESS_KEY_ID"
+    """Key in the Secret that holds the access key id."""
     secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
+    """Key in the Secret that holds the secret access key."""
 
 
 _INLINE_CREDENTIAL_KEYS = frozenset(
@@ -233,7 +244,9 @@ class S3Storage(StrictModel):
     endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")] | None = None
     """URL of the S3 API; leave empty for AWS S3."""
     region: str = "us-east-1"
+    """Signing region."""
     bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] | None = None
+    """Default bucket of this storage, for data (compute logs name their own bucket)."""
     path_style_access: bool = False
     """True for MinIO and LocalStack style addressing (http://host/bucket/key)."""
     credentials: SecretRef | None = None
@@ -254,6 +267,8 @@ class S3Storage(StrictModel):
 
 
 class PlatformMeta(StrictModel):
+    """Identity of the platform."""
+
     name: KubernetesName = "floe"
     """Prefix of every rendered object name: <name>-<profile>."""
     environment: str = "local"

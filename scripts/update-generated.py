@@ -1,0 +1,26 @@
+"""Regenerate every file generated from the models (`make schemas`); tests fail when one is stale."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from floe_platform.schema import dump_json, platform_json_schema, reference_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def update_readme_table() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(r"(<!-- reference:start -->\n).*?(<!-- reference:end -->)", re.DOTALL)
+    readme.write_text(pattern.sub(lambda m: m.group(1) + reference_table() + m.group(2), text))
+
+
+def main() -> None:
+    (ROOT / "platform-config/platform.schema.json").write_text(dump_json(platform_json_schema()))
+    update_readme_table()
+
+
+if __name__ == "__main__":
+    main()
