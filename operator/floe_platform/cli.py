@@ -107,5 +107,42 @@ def schema() -> None:
     click.echo(dump_json(platform_json_schema()), nl=False)
 
 
+@main.command()
+def crd() -> None:
+    """Write the FloePlatform CustomResourceDefinition (generated from the platform.yaml models)."""
+    from floe_platform.crd import dump_crd_yaml
+
+    click.echo(dump_crd_yaml(), nl=False)
+
+
+@main.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (needs cluster-wide RBAC).")
+@click.option(
+    "--liveness-port", type=int, default=8080, show_default=True, help="Port of GET /healthz; 0: off."
+)
+@click.option(
+    "--resync-seconds",
+    type=click.FloatRange(min=1),
+    default=20.0,
+    show_default=True,
+    help="How often every FloePlatform is re-checked; PodTemplates edited or deleted by hand are repaired.",
+)
+def operator(
+    namespaces: tuple[str, ...], all_namespaces: bool, liveness_port: int, resync_seconds: float
+) -> None:
+    """Run the operator: each FloePlatform's resource profiles become PodTemplates (kopf, standalone)."""
+    if bool(namespaces) == all_namespaces:
+        _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
+    # kopf and the kubernetes client load only here, so that `floe validate` stays fast and dependency-free.
+    from floe_platform.operator.handlers import OperatorOptions
+    from floe_platform.operator.main import run_operator
+
+    options = OperatorOptions(
+        namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds
+    )
+    run_operator(options, liveness_port=liveness_port or None)
+
+
 if __name__ == "__main__":
     main()
