@@ -1,0 +1,43 @@
+"""Every benchmark, in table order. Each module is imported only when its benchmark runs, so a missing piece
+(say, the operator) makes that one benchmark unavailable instead of breaking the others."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from bench.core import Benchmark, Outcome
+
+
+def _lazy(module: str) -> Callable[[], Outcome]:
+    def run() -> Outcome:
+        outcome: Outcome = importlib.import_module(f"bench.{module}").run()
+        return outcome
+
+    return run
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(
+        "P1",
+        "Operator convergence: 200 FloePlatforms x 5 profiles",
+        "time ratio vs bare client <= 1.5; operator RSS <= 150 MB",
+        _lazy("p1_convergence"),
+    ),
+    Benchmark(
+        "P2",
+        "Reconcile latency: PATCH profile -> PodTemplate, 100 changes",
+        "p95 <= 300 ms",
+        _lazy("p2_latency"),
+    ),
+    Benchmark(
+        "P3", "Launch overhead: ProfileK8sRunLauncher vs K8sRunLauncher", "ratio <= 1.10", _lazy("p3_launch")
+    ),
+    Benchmark(
+        "P4",
+        "DuckDB inside a 1Gi profile: out-of-core group-by + join",
+        "finishes, peak RSS <= 1Gi, data >= 3x DUCKDB_MEMORY_LIMIT",
+        _lazy("p4_duckdb"),
+    ),
+    Benchmark("P5", "helm template and the demo pipeline", "helm <= 2 s; demo <= 60 s", _lazy("p5_timing")),
+)
