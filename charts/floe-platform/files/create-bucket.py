@@ -1,0 +1,68 @@
+"""Create the compute-log bucket if it is missing and expire its objects after RETENTION_DAYS.
+
+Run by the chart's post-install/post-upgrade hook Job; idempotent, so every upgrade may run it again.
+Settings come from env: S3_ENDPOINT, AWS_REGION, BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials.
+"""
+
+import os
+import sys
+import time
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+WAIT_SECONDS = int(os.environ.get("WAIT_SECONDS", "300"))
+
+
+def wait_for_s3(s3) -> None:
+    """The hook can start before the S3 server answers; retry until it does or time runs out."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            s3.list_buckets()
+            return
+        except (BotoCoreError, ClientError) as error:
+            if time.monotonic() > deadline:
+                sys.exit(f"S3 at {os.environ.get('S3_ENDPOINT')} did not answer within {WAIT_SECONDS}s: {error}")
+            time.sleep(3)
+
+
+def ensure_bucket(s3, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        print(f"bucket {bucket} exists")
+        return
+    except ClientError:
+        pass
+    arguments = {"Bucket": bucket}
+    if region != "us-east-1":
+        arguments["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**arguments)
+        print(f"bucket {bucket} created")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        print(f"bucket {bucket} exists")
+
+
+def expire_after(s3, bucket: str, prefix: str, days: int) -> None:
+    rule = {
+        "ID": "floe-compute-log-retention",
+        "Status": "Enabled",
+        "Filter": {"Prefix": prefix},
+        "Expiration": {"Days": days},
+    }
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [rule]})
+    print(f"objects under s3://{bucket}/{prefix} expire after {days} days")
+
+
+def main() -> None:
+    region = os.environ["AWS_REGION"]
+    bucket = os.environ["BUCKET"]
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT") or None, region_name=region)
+    wait_for_s3(s3)
+    ensure_bucket(s3, bucket, region)
+    expire_after(s3, bucket, os.environ["PREFIX"], int(os.environ["RETENTION_DAYS"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+{{/* Names ---------------------------------------------------------------------------------------- */}}
+
+{{- define "floe.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "floe.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver"). */}}
+{{- define "floe.componentName" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s" (include "floe.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) }}
+{{- end }}
+
+{{/* Labels: call with (list $ "component"). ------------------------------------------------------- */}}
+
+{{- define "floe.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "floe.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "floe.labels" -}}
+{{- $root := index . 0 -}}
+{{ include "floe.selectorLabels" . }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: floe-platform
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Images: call with (list $ .Values.webserver.image). An empty tag means the appVersion. --------- */}}
+
+{{- define "floe.image" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{- define "floe.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Scheduling fields shared by every component: call with a component's values. */}}
+{{- define "floe.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Service accounts ------------------------------------------------------------------------------- */}}
+
+{{- define "floe.dagster.serviceAccountName" -}}
+{{- $sa := .Values.dagster.serviceAccount }}
+{{- if $sa.create }}{{ default (include "floe.componentName" (list . "dagster")) $sa.name }}
+{{- else }}{{ default "default" $sa.name }}{{ end }}
+{{- end }}
+
+{{- define "floe.operator.serviceAccountName" -}}
+{{- $sa := .Values.operator.serviceAccount }}
+{{- if $sa.create }}{{ default (include "floe.componentName" (list . "operator")) $sa.name }}
+{{- else }}{{ default "default" $sa.name }}{{ end }}
+{{- end }}
+
+{{- define "floe.jobNamespace" -}}
+{{- default .Release.Namespace .Values.dagster.runLauncher.jobNamespace }}
+{{- end }}
+
+{{/* PostgreSQL -------------------------------------------------------------------------------------- */}}
+
+{{- define "floe.postgresql.host" -}}
+{{- if .Values.postgresql.enabled }}
+{{- printf "%s.%s.svc" (include "floe.componentName" (list . "postgresql")) .Release.Namespace }}
+{{- else }}
+{{- required "externalPostgresql.host is required when postgresql.enabled is false" .Values.externalPostgresql.host }}
+{{- end }}
+{{- end }}
+
+{{- define "floe.postgresql.secretName" -}}
+{{- if .Values.postgresql.enabled }}
+{{- default (include "floe.componentName" (list . "postgresql")) .Values.postgresql.auth.existingSecret }}
+{{- else }}
+{{- required "externalPostgresql.existingSecret is required when postgresql.enabled is false: a Secret with the key postgresql-password" .Values.externalPostgresql.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "floe.postgresql.username" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.username }}{{ else }}{{ .Values.externalPostgresql.username }}{{ end }}
+{{- end }}
+
+{{- define "floe.postgresql.database" -}}
+{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.database }}{{ else }}{{ .Values.externalPostgresql.database }}{{ end }}
+{{- end }}
+
+{{- define "floe.postgresql.port" -}}
+{{- if .Values.postgresql.enabled }}5432{{ else }}{{ .Values.externalPostgresql.port }}{{ end }}
+{{- end }}
+
+{{/*
+A generated secret value that survives `helm upgrade`: the value already stored in the cluster when
+there is one (lookup), else a new random one. `helm template` has no cluster, so lookup returns nothing
+there; the decision itself is "floe.keptOrNewSecretValue", which tests call with a simulated Secret.
+Call with (list $ "secret-name" "key"); the result is base64, for a Secret's data.
+*/}}
+{{- define "floe.generatedSecretValue" -}}
+{{- $root := index . 0 }}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace (index . 1) | default dict }}
+{{- include "floe.keptOrNewSecretValue" (list $existing (index . 2)) }}
+{{- end }}
+
+{{/* Call with (list <Secret object or empty dict> "key"). */}}
+{{- define "floe.keptOrNewSecretValue" -}}
+{{- $data := (index . 0).data | default dict }}
+{{- $key := index . 1 }}
+{{- if hasKey $data $key }}{{ index $data $key }}{{ else }}{{ randAlphaNum 32 | b64enc }}{{ end }}
+{{- end }}
+
+{{/* The platform and its compute logs ------------------------------------------------------------ */}}
+
+{{- define "floe.platformName" -}}
+{{- $platform := .Values.platform | default dict }}
+{{- default (dig "platform" "name" "floe" $platform) .Values.dagster.runLauncher.platformName }}
+{{- end }}
+
+{{- define "floe.defaultProfile" -}}
+{{- $profiles := dig "infrastructure" "resource_profiles" dict (.Values.platform | default dict) }}
+{{- if .Values.dagster.runLauncher.defaultProfile }}
+{{- if and $profiles (not (hasKey $profiles .Values.dagster.runLauncher.defaultProfile)) }}
+{{- fail (printf "dagster.runLauncher.defaultProfile: %q is not a profile of platform.infrastructure.resource_profiles (%s)" .Values.dagster.runLauncher.defaultProfile (keys $profiles | sortAlpha | join ", ")) }}
+{{- end }}
+{{- .Values.dagster.runLauncher.defaultProfile }}
+{{- else if or (not $profiles) (hasKey $profiles "default") }}default
+{{- else }}
+{{- keys $profiles | sortAlpha | first }}
+{{- end }}
+{{- end }}
+
+{{/* platform.observability.compute_logs with platform.yaml's defaults, as JSON. */}}
+{{- define "floe.computeLogs" -}}
+{{- $defaults := dict "enabled" true "manager_type" "s3" "storage_ref" "default" "bucket" "dagster-compute-logs" "prefix" "compute-logs/" "retention_days" 30 "local_dir" "/tmp/dagster-compute-logs" "upload_interval" 30 }}
+{{- $logs := deepCopy (dig "observability" "compute_logs" dict (.Values.platform | default dict)) }}
+{{- /* not sprig's merge: it overwrites a given false with a default true */}}
+{{- range $key, $value := $defaults }}
+{{- if not (hasKey $logs $key) }}{{ $_ := set $logs $key $value }}{{ end }}
+{{- end }}
+{{- $logs | toJson }}
+{{- end }}
+
+{{/* "s3", "local" or "noop": what the compute log manager is. */}}
+{{- define "floe.computeLogs.kind" -}}
+{{- $logs := include "floe.computeLogs" . | fromJson }}
+{{- if $logs.enabled }}{{ $logs.manager_type }}{{ else }}noop{{ end }}
+{{- end }}
+
+{{/*
+The S3 storage of compute logs as JSON: endpoint, region, use_ssl, and the Secret with the credentials.
+storage_ref names an entry of platform.storage, or "default" for the built-in LocalStack.
+*/}}
+{{- define "floe.computeLogs.storage" -}}
+{{- $logs := include "floe.computeLogs" . | fromJson }}
+{{- $storages := dig "storage" dict (.Values.platform | default dict) }}
+{{- if hasKey $storages $logs.storage_ref }}
+{{- $storage := index $storages $logs.storage_ref }}
+{{- $credentials := $storage.credentials | default dict }}
+{{- $endpoint := $storage.endpoint | default "" }}
+{{- dict "endpoint" $endpoint "region" ($storage.region | default "us-east-1") "use_ssl" (not (hasPrefix "http://" $endpoint)) "builtin" false "secret" ($credentials.secret_name | default "") "access_key_id_key" ($credentials.access_key_id_key | default "AWS_ACCESS_KEY_ID") "secret_access_key_key" ($credentials.secret_access_key_key | default "AWS_SECRET_ACCESS_KEY") | toJson }}
+{{- else }}
+{{- if not .Values.localstack.enabled }}
+{{- fail (printf "platform.observability.compute_logs.storage_ref: %q is the built-in S3, but localstack.enabled is false; define the storage under platform.storage or enable localstack" $logs.storage_ref) }}
+{{- end }}
+{{- $endpoint := printf "http://%s.%s.svc:4566" (include "floe.componentName" (list . "localstack")) .Release.Namespace }}
+{{- dict "endpoint" $endpoint "region" .Values.localstack.region "use_ssl" false "builtin" true "secret" (include "floe.componentName" (list . "s3")) "access_key_id_key" "AWS_ACCESS_KEY_ID" "secret_access_key_key" "AWS_SECRET_ACCESS_KEY" | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* Containers ------------------------------------------------------------------------------------ */}}
+
+{{- define "floe.dagsterHome" -}}/opt/dagster/dagster_home{{- end }}
+{{- define "floe.workspaceDir" -}}/opt/dagster/workspace{{- end }}
+
+{{/*
+Env of every container that opens the Dagster instance (webserver, daemon, code server): the Postgres
+password and, for S3 compute logs, the S3 credentials, both from Secrets.
+*/}}
+{{- define "floe.dagsterEnv" -}}
+- name: DAGSTER_HOME
+  value: {{ include "floe.dagsterHome" . }}
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+- name: DAGSTER_PG_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "floe.postgresql.secretName" . }}
+      key: postgresql-password
+{{- include "floe.s3Env" . }}
+{{- end }}
+
+{{- define "floe.s3Env" -}}
+{{- if eq (include "floe.computeLogs.kind" .) "s3" }}
+{{- $storage := include "floe.computeLogs.storage" . | fromJson }}
+{{- if $storage.secret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $storage.secret }}
+      key: {{ $storage.access_key_id_key }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $storage.secret }}
+      key: {{ $storage.secret_access_key_key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes of a container that opens the instance: dagster.yaml in a writable DAGSTER_HOME, and /tmp. */}}
+{{- define "floe.dagsterVolumeMounts" -}}
+- name: dagster-home
+  mountPath: {{ include "floe.dagsterHome" . }}
+- name: instance
+  mountPath: {{ include "floe.dagsterHome" . }}/dagster.yaml
+  subPath: dagster.yaml
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{- define "floe.dagsterVolumes" -}}
+- name: dagster-home
+  emptyDir:
+    sizeLimit: 1Gi
+- name: instance
+  configMap:
+    name: {{ include "floe.componentName" (list . "instance") }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 2Gi
+{{- end }}
+
+{{/* Quantities (for limits derived from the profiles) -------------------------------------------- */}}
+
+{{/* A CPU quantity ("500m", "2", 1.5) in millicores. */}}
+{{- define "floe.quantity.millicores" -}}
+{{- $text := toString . }}
+{{- if hasSuffix "m" $text }}{{ trimSuffix "m" $text | float64 | ceil | int64 }}
+{{- else }}{{ mulf (float64 $text) 1000 | ceil | int64 }}{{ end }}
+{{- end }}
+
+{{/* A memory quantity ("512Mi", "4Gi", "1G", 1073741824) in MiB, rounded up. */}}
+{{- define "floe.quantity.mebibytes" -}}
+{{- $text := toString . }}
+{{- $factors := dict "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 }}
+{{- $suffix := regexFind "[A-Za-z]+$" $text }}
+{{- if and $suffix (not (hasKey $factors $suffix)) }}
+{{- fail (printf "%q: unknown memory suffix %q (use Ki, Mi, Gi, Ti, k, M, G or T)" $text $suffix) }}
+{{- end }}
+{{- $bytes := mulf (float64 (trimSuffix $suffix $text)) (get $factors $suffix | default 1.0) }}
+{{- divf $bytes 1048576.0 | ceil | int64 }}
+{{- end }}

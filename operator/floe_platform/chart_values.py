@@ -1,0 +1,300 @@
+"""The Helm chart's values as pydantic models, which generate ``charts/floe-platform/values.schema.json``.
+
+Every model forbids unknown keys, so the generated schema has ``additionalProperties: false`` at every level
+and a typo in a values file fails at ``helm install``. Fields that pass Kubernetes objects through verbatim
+(security contexts, affinity, tolerations, extra env) are left open here: the rendered manifests are checked
+against Kubernetes' own schemas instead. The ``platform`` key takes its schema from
+``floe_platform.schema.platform_json_schema()``, so platform.yaml has a single source of truth.
+
+Pure: imports no Kubernetes client and no Dagster.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from floe_platform.schema import dump_json, platform_json_schema
+
+CHART_SCHEMA_ID = "https://floe.dev/schemas/chart-values.schema.json"
+NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# No lookahead: Helm validates with Go's RE2 regular expressions.
+ImageTag = Annotated[
+    str, Field(pattern=r"^$|^[\w][\w.-]{0,127}$", json_schema_extra={"not": {"const": "latest"}})
+]
+KubeQuantity = Annotated[str | int | float, Field(description="A Kubernetes quantity, e.g. 500m or 1Gi.")]
+KubeObject = dict[str, Any]
+
+
+class ValuesModel(BaseModel):
+    """camelCase keys as Helm charts spell them; unknown keys refused."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class Image(ValuesModel):
+    repository: str
+    tag: ImageTag = ""
+    """Empty means the chart's appVersion. `latest` is refused: every image is pinned."""
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+
+class ResourceAmounts(ValuesModel):
+    cpu: KubeQuantity | None = None
+    memory: KubeQuantity | None = None
+    ephemeral_storage: KubeQuantity | None = Field(default=None, alias="ephemeral-storage")
+
+
+class ContainerResources(ValuesModel):
+    """Requests and limits of a container; a memory limit is always expected."""
+
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+
+class ServiceAccount(ValuesModel):
+    create: bool = True
+    name: str = ""
+    """Empty means a name derived from the release."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """E.g. eks.amazonaws.com/role-arn for IRSA."""
+
+
+class Service(ValuesModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = Field(ge=1, le=65535)
+
+
+class Component(ValuesModel):
+    """The shape every component's values share, so learning one teaches all."""
+
+    image: Image
+    resources: ContainerResources
+    pod_security_context: KubeObject = Field(default_factory=dict)
+    """Pod-level securityContext, passed through verbatim."""
+    security_context: KubeObject = Field(default_factory=dict)
+    """Container-level securityContext, passed through verbatim."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[KubeObject] = Field(default_factory=list)
+    affinity: KubeObject = Field(default_factory=dict)
+    extra_env: list[KubeObject] = Field(default_factory=list)
+    """Extra container env entries (name/value or name/valueFrom)."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Probe(ValuesModel):
+    initial_delay_seconds: int = Field(default=10, ge=0)
+    period_seconds: int = Field(default=20, ge=1)
+    timeout_seconds: int = Field(default=10, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+
+class Webserver(Component):
+    replicas: int = Field(default=1, ge=0)
+    service: Service
+    path_prefix: str = ""
+    """Serve the UI below this path, e.g. /dagster."""
+
+
+class Daemon(Component):
+    liveness_probe: Probe
+    """The daemon's liveness check reads heartbeats from Postgres, which takes more than Kubernetes'
+    1-second default; a short timeout crash-loops a healthy daemon."""
+
+
+class UserCode(Component):
+    replicas: int = Field(default=1, ge=0)
+    service: Service
+    location_name: Annotated[str, Field(pattern=NAME)] = "floe-demo"
+    """Name of the code location in the workspace."""
+    module: str = "floe_demo.definitions"
+    """Python module holding the Definitions."""
+
+
+class RunLauncher(ValuesModel):
+    """floe_platform.dagster.launcher.ProfileK8sRunLauncher: one Kubernetes Job per run, shaped by a profile."""
+
+    platform_name: str = ""
+    """The FloePlatform's name; empty means platform.platform.name, else `floe`."""
+    default_profile: str = ""
+    """Profile of runs without a floe/resource-profile tag; empty means `default` when the platform has
+    such a profile (or no platform is given), else the platform's alphabetically first profile."""
+    profile_source: Literal["api", "file"] = "api"
+    """api reads PodTemplates from the Kubernetes API; file reads them from profile_dir."""
+    profile_dir: str = ""
+    profile_cache_seconds: float = Field(default=30, ge=0)
+    job_namespace: str = ""
+    """Namespace of run Jobs; empty means the release namespace."""
+    fail_pod_on_run_failure: bool = True
+
+
+class RunCoordinator(ValuesModel):
+    max_concurrent_runs: int = Field(default=10, ge=-1)
+    """-1 means unlimited."""
+
+
+class RunMonitoring(ValuesModel):
+    enabled: bool = True
+    start_timeout_seconds: int = Field(default=300, ge=1)
+    """A run whose pod has not started in this time is marked failed (e.g. an unschedulable profile)."""
+    cancel_timeout_seconds: int = Field(default=180, ge=1)
+    max_runtime_seconds: int = Field(default=0, ge=0)
+    """0 means no limit."""
+    poll_interval_seconds: int = Field(default=120, ge=1)
+
+
+class Dagster(ValuesModel):
+    """Instance settings that go into dagster.yaml."""
+
+    run_launcher: RunLauncher = RunLauncher()
+    run_coordinator: RunCoordinator = RunCoordinator()
+    run_monitoring: RunMonitoring = RunMonitoring()
+    telemetry: bool = False
+    service_account: ServiceAccount = ServiceAccount()
+    """Used by webserver, daemon (they launch and watch run Jobs) and run pods."""
+
+
+class PostgresAuth(ValuesModel):
+    username: str = "dagster"
+    database: str = "dagster"
+    existing_secret: str = ""
+    """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
+    generates a password that survives upgrades."""
+
+
+class Persistence(ValuesModel):
+    enabled: bool = True
+    """Off means an emptyDir: data is lost with the pod."""
+    size: KubeQuantity = "8Gi"
+    storage_class: str = ""
+
+
+class Postgresql(Component):
+    """The built-in PostgreSQL (a StatefulSet)."""
+
+    enabled: bool = True
+    auth: PostgresAuth = PostgresAuth()
+    persistence: Persistence = Persistence()
+
+
+class ExternalPostgresql(ValuesModel):
+    """Used when postgresql.enabled is false."""
+
+    host: str = ""
+    port: int = Field(default=5432, ge=1, le=65535)
+    username: str = "dagster"
+    database: str = "dagster"
+    existing_secret: str = ""
+    """A Secret with the key `postgresql-password` (required with an external database)."""
+    params: dict[str, str] = Field(default_factory=dict)
+    """libpq parameters, e.g. sslmode: require."""
+
+
+class SecretKeyRef(ValuesModel):
+    name: str = ""
+    key: str = "LOCALSTACK_AUTH_TOKEN"
+
+
+class BucketJob(ValuesModel):
+    resources: ContainerResources
+    backoff_limit: int = Field(default=6, ge=0)
+
+
+class Localstack(Component):
+    """The built-in S3 (LocalStack), for compute logs on a local cluster."""
+
+    enabled: bool = True
+    auth_token: SecretKeyRef = SecretKeyRef()
+    """LocalStack images after 4.14.0 need LOCALSTACK_AUTH_TOKEN; name the Secret holding it."""
+    region: str = "us-east-1"
+    bucket_job: BucketJob
+
+
+class Operator(Component):
+    """The floe operator: FloePlatform -> one PodTemplate per profile."""
+
+    enabled: bool = True
+    cluster_wide: bool = False
+    """Watch FloePlatforms in every namespace (ClusterRole) instead of watch_namespaces (Roles)."""
+    watch_namespaces: list[Annotated[str, Field(pattern=NAME)]] = Field(default_factory=list)
+    """Namespaces to watch; empty means the release namespace."""
+    service_account: ServiceAccount = ServiceAccount()
+    liveness_probe: Probe
+
+
+class Headroom(ValuesModel):
+    cpu: KubeQuantity
+    memory: KubeQuantity
+
+
+class NamespaceLimits(ValuesModel):
+    """A LimitRange and ResourceQuota derived from the platform's profiles."""
+
+    enabled: bool = False
+    concurrent_runs: int = Field(default=0, ge=0)
+    """Run pods the quota must fit; 0 means dagster.runCoordinator.maxConcurrentRuns."""
+    services_headroom: Headroom
+    """Added to the quota for the webserver, daemon, code server, database and operator."""
+
+
+class Tests(ValuesModel):
+    resources: ContainerResources
+
+
+class ChartValues(ValuesModel):
+    """values.yaml of charts/floe-platform."""
+
+    name_override: str = ""
+    fullname_override: str = ""
+    image_pull_secrets: list[KubeObject] = Field(default_factory=list)
+    webserver: Webserver
+    daemon: Daemon
+    user_code: UserCode
+    dagster: Dagster = Dagster()
+    postgresql: Postgresql
+    external_postgresql: ExternalPostgresql = ExternalPostgresql()
+    localstack: Localstack
+    operator: Operator
+    namespace_limits: NamespaceLimits
+    tests: Tests
+    platform: dict[str, Any] | None = None
+    """platform.yaml content. When set, the chart renders it as a FloePlatform resource and takes
+    compute-log settings from it; otherwise apply the output of `floe cr` yourself."""
+
+
+def _platform_schema_into(schema: dict[str, Any]) -> None:
+    """Replace the ``platform`` property by the platform.yaml schema, its definitions moved to the root."""
+    platform = platform_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    clashes = set(definitions) & set(platform.get("$defs", {}))
+    if clashes:
+        raise ValueError(f"values and platform.yaml models share definition names: {sorted(clashes)}")
+    definitions.update(platform.pop("$defs", {}))
+    for key in ("$schema", "$id"):
+        platform.pop(key, None)
+    definitions["PlatformConfig"] = platform
+    description = schema["properties"]["platform"].get("description", "")
+    schema["properties"]["platform"] = {
+        "description": description,
+        "anyOf": [{"$ref": "#/$defs/PlatformConfig"}, {"type": "null"}],
+    }
+
+
+def chart_values_schema() -> dict[str, Any]:
+    """The chart's ``values.schema.json``."""
+    schema = ChartValues.model_json_schema(mode="validation", by_alias=True)
+    _platform_schema_into(schema)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": CHART_SCHEMA_ID, **schema}
+
+
+def main() -> None:
+    """Print the chart's values schema: ``python -m floe_platform.chart_values > values.schema.json``."""
+    print(dump_json(chart_values_schema()), end="")
+
+
+if __name__ == "__main__":
+    main()
