@@ -1,0 +1,355 @@
+"""``ProfileK8sRunLauncher``: dagster-k8s's run launcher, launching each run from its profile's PodTemplate.
+
+Precedence of the run pod's config, lowest to highest (each layer deep-merges over the one below, the
+last value of an env name wins):
+
+1. the launcher's own config (``run_k8s_config``, ``resources``, ``env_vars``, ...);
+2. the resource profile's PodTemplate ``<platform_name>-<profile>``;
+3. the code location's container context;
+4. the run's ``dagster-k8s/config`` tag.
+
+When layer 3 or 4 changes the CPU or memory limit, the DUCKDB_* values the renderer derived from the
+profile's limits are recomputed from the effective limits; values set explicitly are kept.
+
+The profile is chosen by the run tag ``floe/resource-profile``, else the job's tag, else the tag on the
+run's assets (``op_tags``), else ``default_profile``. An unknown profile fails the launch before any Job
+is created, with the list of profiles that exist. A run pod killed for memory fails the run with one
+sentence naming the profile and its limit (hooked into run-worker health checks and debug info).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import kubernetes  # type: ignore[import-untyped]
+import yaml
+from dagster._core.events import EngineEventData
+from dagster._core.launcher import LaunchRunContext, ResumeRunContext
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_job_name_from_run_id
+from dagster_k8s.launcher import K8sRunLauncher
+
+from dagster import Field, IntSource, Noneable, StringSource
+from floe_platform.dagster.profiles import (
+    MEMORY_LIMIT_TAG,
+    PROFILE_TAG,
+    ProfileChoice,
+    ProfileError,
+    select_profile,
+    settle_env,
+    template_to_k8s_config,
+)
+from floe_platform.render import PROFILE_LABEL, template_name
+from floe_platform.render.podtemplate import PLATFORM_LABEL
+
+PROFILE_SOURCES = ("api", "file")
+_NOT_FOUND = 404
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """A chosen profile and its PodTemplate (a plain dict, as the API serializes it)."""
+
+    choice: ProfileChoice
+    template: dict[str, Any]
+
+
+@dataclass
+class _LaunchState:
+    """What one launch resolved, shared between ``launch_run`` and ``get_container_context_for_run``."""
+
+    resolved: ResolvedProfile
+    effective_limits: dict[str, str] | None = None
+    recomputed: dict[str, str] | None = None
+
+
+# dagster-k8s leaves these untyped; typed aliases keep mypy --strict meaningful at the call sites.
+_config_from_dict: Callable[[Mapping[str, Any]], UserDefinedDagsterK8sConfig] = (
+    UserDefinedDagsterK8sConfig.from_dict
+)
+_job_name: Callable[..., str] = get_job_name_from_run_id
+_stock_config_type: Callable[[], dict[str, Any]] = K8sRunLauncher.config_type
+
+
+class TemplateStore:
+    """PodTemplates by name, from the Kubernetes API or a directory, cached for ``cache_seconds``."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        namespace: str,
+        platform_name: str,
+        core_api: Any,
+        profile_dir: str | None,
+        cache_seconds: int,
+    ) -> None:
+        self._source = source
+        self._namespace = namespace
+        self._platform_name = platform_name
+        self._core_api = core_api
+        self._profile_dir = Path(profile_dir) if profile_dir else None
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The PodTemplate called ``name``, or None. Found templates are cached; misses are not."""
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached and cached[0] > time.monotonic():
+                return cached[1]
+        template = self._read(name)
+        if template is not None:
+            with self._lock:
+                self._cache[name] = (time.monotonic() + self._cache_seconds, template)
+        return template
+
+    def available_profiles(self) -> list[str]:
+        """Profile names of this platform's templates (filtered here too: not every API honours selectors)."""
+        templates = self._list_api() if self._source == "api" else list(self._read_dir().values())
+        profiles = {
+            (template["metadata"].get("labels") or {}).get(PROFILE_LABEL)
+            for template in templates
+            if (template["metadata"].get("labels") or {}).get(PLATFORM_LABEL) == self._platform_name
+        }
+        return sorted(profile for profile in profiles if profile)
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        if self._source == "file":
+            return self._read_dir().get(name)
+        try:
+            found = self._core_api.read_namespaced_pod_template(name, self._namespace)
+        except kubernetes.client.ApiException as error:
+            if error.status == _NOT_FOUND:
+                return None
+            raise
+        return cast(dict[str, Any], self._core_api.api_client.sanitize_for_serialization(found))
+
+    def _list_api(self) -> list[dict[str, Any]]:
+        listed = self._core_api.list_namespaced_pod_template(
+            self._namespace, label_selector=f"{PLATFORM_LABEL}={self._platform_name}"
+        )
+        serialized = self._core_api.api_client.sanitize_for_serialization(listed)
+        return cast(list[dict[str, Any]], serialized.get("items") or [])
+
+    def _read_dir(self) -> dict[str, dict[str, Any]]:
+        """Every PodTemplate in the YAML/JSON files of ``profile_dir`` (e.g. a mounted ConfigMap)."""
+        assert self._profile_dir is not None
+        templates: dict[str, dict[str, Any]] = {}
+        for path in sorted(self._profile_dir.iterdir()):
+            if path.name.startswith(".") or path.suffix not in (".yaml", ".yml", ".json"):
+                continue
+            for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+                if isinstance(document, dict) and document.get("kind") == "PodTemplate":
+                    templates[document["metadata"]["name"]] = document
+        return templates
+
+
+class ProfileK8sRunLauncher(K8sRunLauncher):
+    """A ``K8sRunLauncher`` that launches each run from the PodTemplate of its resource profile."""
+
+    def __init__(
+        self,
+        platform_name: str = "floe",
+        default_profile: str | None = None,
+        profile_source: str = "api",
+        profile_dir: str | None = None,
+        profile_cache_seconds: int = 30,
+        **k8s_launcher_config: Any,
+    ) -> None:
+        super().__init__(**k8s_launcher_config)
+        if profile_source not in PROFILE_SOURCES:
+            raise ValueError(f"run_launcher.config.profile_source: {profile_source!r} is not 'api' or 'file'")
+        if profile_source == "file" and not profile_dir:
+            raise ValueError("run_launcher.config.profile_dir: required when profile_source is 'file'")
+        self.platform_name = platform_name
+        self.default_profile = default_profile
+        self.templates = TemplateStore(
+            source=profile_source,
+            namespace=self.job_namespace,
+            platform_name=platform_name,
+            core_api=self._api_client.core_api,
+            profile_dir=profile_dir,
+            cache_seconds=profile_cache_seconds,
+        )
+        self._local = threading.local()
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {
+            **_stock_config_type(),
+            "platform_name": Field(StringSource, is_required=False, default_value="floe"),
+            "default_profile": Field(Noneable(StringSource), is_required=False, default_value=None),
+            "profile_source": Field(StringSource, is_required=False, default_value="api"),
+            "profile_dir": Field(Noneable(StringSource), is_required=False, default_value=None),
+            "profile_cache_seconds": Field(IntSource, is_required=False, default_value=30),
+        }
+
+    # Launch: resolve the profile first, so an unknown one fails before any Job exists.
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        with self._launching(context.dagster_run):
+            super().launch_run(context)
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        with self._launching(context.dagster_run):
+            super().resume_run(context)
+
+    @contextmanager
+    def _launching(self, run: DagsterRun) -> Iterator[None]:
+        resolved = self.resolve_profile(run)
+        if resolved is None:
+            yield
+            return
+        state = _LaunchState(resolved)
+        self._local.state = state
+        try:
+            yield
+        finally:
+            self._local.state = None
+        self._record_profile(run, state)
+
+    def resolve_profile(self, run: DagsterRun) -> ResolvedProfile | None:
+        """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
+        choice = select_profile(run.tags, *self._job_and_op_tags(run), self.default_profile)
+        if choice is None:
+            return None
+        name = template_name(self.platform_name, choice.name)
+        template = self.templates.get(name)
+        if template is None:
+            available = self.templates.available_profiles()
+            listing = ", ".join(available) if available else "none"
+            raise ProfileError(
+                f"Resource profile {choice.name!r} (from the {choice.source}) does not exist: there is no "
+                f"PodTemplate {name!r} in namespace {self.job_namespace!r}. Available profiles: {listing}. "
+                f"Set {PROFILE_TAG} to one of them, or add the profile to platform.yaml."
+            )
+        return ResolvedProfile(choice, template)
+
+    def _job_and_op_tags(self, run: DagsterRun) -> tuple[Mapping[str, str], dict[str, Mapping[str, str]]]:
+        snapshot = self._instance.get_job_snapshot(run.job_snapshot_id) if run.job_snapshot_id else None
+        if snapshot is None:
+            return {}, {}
+        op_tags = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
+        return snapshot.tags or {}, op_tags
+
+    def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
+        state: _LaunchState | None = getattr(self._local, "state", None)
+        if state is None:
+            return super().get_container_context_for_run(dagster_run)
+        return self._profile_container_context(dagster_run, state)
+
+    def _profile_container_context(self, run: DagsterRun, state: _LaunchState) -> K8sContainerContext:
+        template = state.resolved.template
+        launcher_layer = K8sContainerContext.create_for_run(
+            run._replace(job_code_origin=None), self, include_run_tags=False
+        )
+        profile_layer = K8sContainerContext(
+            run_k8s_config=_config_from_dict(template_to_k8s_config(template))
+        )
+        user_layers = K8sContainerContext.create_for_run(
+            run, None, include_run_tags=True
+        ).validate_user_k8s_config_for_run(
+            self.only_allow_user_defined_k8s_config_fields, self.only_allow_user_defined_env_vars
+        )
+        merged = launcher_layer.merge(profile_layer).merge(user_layers)
+        container_config = dict(merged.run_k8s_config.container_config)
+        env, state.recomputed = settle_env(container_config, template)
+        container_config["env"] = env
+        state.effective_limits = dict((container_config.get("resources") or {}).get("limits") or {})
+        settled = merged.run_k8s_config._replace(container_config=container_config)
+        return merged._replace(run_k8s_config=settled)
+
+    def _record_profile(self, run: DagsterRun, state: _LaunchState) -> None:
+        choice = state.resolved.choice
+        limits = state.effective_limits or {}
+        tags = {PROFILE_TAG: choice.name}
+        if "memory" in limits:
+            tags[MEMORY_LIMIT_TAG] = str(limits["memory"])
+        self._instance.add_run_tags(run.run_id, tags)
+        details = {
+            "Profile": choice.name,
+            "Chosen by": choice.source,
+            "PodTemplate": template_name(self.platform_name, choice.name),
+            "Limits": ", ".join(f"{key} {value}" for key, value in sorted(limits.items())),
+        }
+        details.update({f"Recomputed {name}": value for name, value in (state.recomputed or {}).items()})
+        self._instance.report_engine_event(
+            f"Launching on resource profile {choice.name!r} ({choice.source})",
+            run,
+            EngineEventData(details),
+            cls=self.__class__,
+        )
+
+    # Health: name an OOM kill in one sentence instead of "K8s job failed".
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        result: CheckRunHealthResult = super().check_run_worker_health(run)
+        if result.status != WorkerStatus.FAILED:
+            return result
+        oom = self.oom_message(run)
+        return CheckRunHealthResult(WorkerStatus.FAILED, oom) if oom else result
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: bool | None = True
+    ) -> str | None:
+        debug_info = super().get_run_worker_debug_info(run, include_container_logs=include_container_logs)
+        oom = self.oom_message(run)
+        if oom is None:
+            return debug_info
+        return f"{oom}\n{debug_info}" if debug_info else oom
+
+    def oom_message(self, run: DagsterRun) -> str | None:
+        """One sentence when a pod of this run's Job was OOMKilled, else None."""
+        namespace = super().get_container_context_for_run(run).namespace
+        job_name = _job_name(run.run_id, resume_attempt_number=self._get_resume_attempt_number(run))
+        pods = self._api_client.core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        for pod in pods.items:
+            # Filtered here as well: the selector is a server-side convenience, not a guarantee.
+            if (pod.metadata.labels or {}).get("job-name") != job_name:
+                continue
+            if _was_oom_killed(pod):
+                return _oom_sentence(pod, run)
+        return None
+
+
+def _was_oom_killed(pod: Any) -> bool:
+    for status in (pod.status.container_statuses if pod.status else None) or []:
+        for state in (status.state, status.last_state):
+            terminated = state.terminated if state else None
+            if terminated is not None and terminated.reason == "OOMKilled":
+                return True
+    return False
+
+
+def _oom_sentence(pod: Any, run: DagsterRun) -> str:
+    profile = run.tags.get(PROFILE_TAG)
+    memory = run.tags.get(MEMORY_LIMIT_TAG) or _pod_memory_limit(pod) or "unknown"
+    if profile is None:
+        return (
+            f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than its memory limit {memory}; "
+            f"run it on a larger resource profile with the run tag {PROFILE_TAG}."
+        )
+    return (
+        f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than the memory limit {memory} of "
+        f"resource profile {profile!r}; raise limits.memory of {profile!r} in platform.yaml, run it on a "
+        f"larger profile with the run tag {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills "
+        "sooner."
+    )
+
+
+def _pod_memory_limit(pod: Any) -> str | None:
+    for container in pod.spec.containers if pod.spec else []:
+        limits = container.resources.limits if container.resources else None
+        if limits and "memory" in limits:
+            return str(limits["memory"])
+    return None
