@@ -50,6 +50,9 @@ def register(registry: kopf.OperatorRegistry, options: OperatorOptions) -> None:
         apply_settings(settings, options)
         memo["core"] = kubernetes.client.CoreV1Api(make_api_client(options.workers))
 
+    # A registry of our own starts without kopf's default login handlers: log in as kopf would with
+    # the kubernetes client installed (in-cluster service account, else KUBECONFIG).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.resume(*resource, registry=registry)(on_change)
     kopf.on.create(*resource, registry=registry)(on_change)
     kopf.on.update(*resource, field="spec", registry=registry)(on_change)
