@@ -116,7 +116,7 @@ class UserCode(Component):
 
 
 class RunLauncher(ValuesModel):
-    """floe_platform.dagster.launcher.ProfileK8sRunLauncher: one Kubernetes Job per run, shaped by a profile."""
+    """ProfileK8sRunLauncher: one Kubernetes Job per run, shaped by the run's resource profile."""
 
     platform_name: str = ""
     """The FloePlatform's name; empty means platform.platform.name, else `floe`."""
@@ -126,7 +126,7 @@ class RunLauncher(ValuesModel):
     profile_source: Literal["api", "file"] = "api"
     """api reads PodTemplates from the Kubernetes API; file reads them from profile_dir."""
     profile_dir: str = ""
-    profile_cache_seconds: float = Field(default=30, ge=0)
+    profile_cache_seconds: int = Field(default=30, ge=0)
     job_namespace: str = ""
     """Namespace of run Jobs; empty means the release namespace."""
     fail_pod_on_run_failure: bool = True
