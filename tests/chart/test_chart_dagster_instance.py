@@ -1,0 +1,200 @@
+"""The rendered dagster.yaml, loaded by Dagster 1.13's own config machinery.
+
+Runs helm v4 over the ci/ matrix, then validates the instance ConfigMap with Dagster's instance schema
+(`dagster_instance_config`) and each configurable class's `config_type()` through `process_config`, as
+`ConfigurableClassData.rehydrate` does at startup, but without constructing the classes: those connect
+to Postgres or the Kubernetes API, which are not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import kubernetes_validate
+import pytest
+import yaml
+from chart_render import Rendered
+from dagster._config import process_config, resolve_to_config_type
+from dagster._core.instance.config import dagster_instance_config
+from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
+
+from floe_platform.config.models import ComputeLogs
+
+CONFIGURABLE_KEYS = (
+    "run_storage",
+    "event_log_storage",
+    "schedule_storage",
+    "run_launcher",
+    "run_coordinator",
+    "compute_logs",
+)
+
+
+def _process(section: dict[str, Any]) -> Any:
+    """Validate ``section``'s config with its class's own ``config_type()``; raise on any error."""
+    cls = getattr(importlib.import_module(section["module"]), section["class"])
+    result = process_config(resolve_to_config_type(cls.config_type()), section.get("config", {}))
+    assert result.success, f"{section['module']}.{section['class']}: {[e.message for e in result.errors]}"
+    return result.value
+
+
+@pytest.fixture(autouse=True)
+def _instance_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The env the chart's containers get from Secrets, so that `env:` config sources resolve."""
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "from-the-secret")
+
+
+def test_instance_config_passes_dagsters_instance_schema(release: Rendered, tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text(release.named("ConfigMap", "instance")["data"]["dagster.yaml"])
+    config, custom_class = dagster_instance_config(str(tmp_path))
+    assert custom_class is None
+    assert config["telemetry"]["enabled"] is False
+
+
+def test_each_configurable_class_accepts_its_config(release: Rendered) -> None:
+    """Including the project's ProfileK8sRunLauncher, imported from floe_platform.dagster.launcher."""
+    instance = release.dagster_yaml()
+    for key in CONFIGURABLE_KEYS:
+        _process(instance[key])
+
+
+def test_launcher_config_check_refuses_a_misspelt_key(default_release: Rendered) -> None:
+    """Guard: the launcher's config_type() does refuse an unknown key, so the test above can fail."""
+    launcher = default_release.dagster_yaml()["run_launcher"]
+    launcher["config"]["platfrom_name"] = launcher["config"].pop("platform_name")
+    with pytest.raises(AssertionError, match="platfrom_name"):
+        _process(launcher)
+
+
+def test_launcher_config_carries_the_contract_settings(default_release: Rendered) -> None:
+    launcher = default_release.dagster_yaml()["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == (
+        "floe_platform.dagster.launcher",
+        "ProfileK8sRunLauncher",
+    )
+    settings = launcher["config"]
+    assert settings["platform_name"] == "floe"
+    assert settings["default_profile"] == "default"
+    assert settings["profile_source"] == "api"
+    assert settings["job_namespace"] == "floe"
+    assert settings["job_image"] == "floe-platform/user-code:0.1.0"
+    assert (
+        settings["instance_config_map"] == default_release.named("ConfigMap", "instance")["metadata"]["name"]
+    )
+    assert settings["postgres_password_secret"] == "floe-floe-platform-postgresql"
+    assert (
+        settings["service_account_name"]
+        == default_release.named("ServiceAccount", "dagster")["metadata"]["name"]
+    )
+
+
+def test_launcher_takes_platform_name_and_default_profile_from_the_platform(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    prod = rendered_matrix["three-profiles"].dagster_yaml()["run_launcher"]["config"]
+    assert (prod["platform_name"], prod["default_profile"]) == ("floe-prod", "ingest")
+    off = rendered_matrix["compute-logs-off"].dagster_yaml()["run_launcher"]["config"]
+    assert (off["platform_name"], off["default_profile"]) == ("floe", "default")
+
+
+def test_queued_coordinator_and_run_monitoring_are_set(default_release: Rendered) -> None:
+    instance = default_release.dagster_yaml()
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert instance["run_coordinator"]["config"]["max_concurrent_runs"] == 10
+    assert instance["run_monitoring"]["enabled"] is True
+    assert instance["run_monitoring"]["start_timeout_seconds"] == 300
+
+
+def test_default_compute_logs_go_to_localstack_with_platform_defaults(default_release: Rendered) -> None:
+    """Without a platform, bucket, prefix and upload interval are platform.yaml's own defaults."""
+    logs = default_release.dagster_yaml()["compute_logs"]
+    defaults = ComputeLogs()
+    assert logs["class"] == "S3ComputeLogManager"
+    assert logs["config"] == {
+        "bucket": defaults.bucket,
+        "prefix": defaults.prefix,
+        "local_dir": defaults.local_dir,
+        "upload_interval": defaults.upload_interval,
+        "region": "us-east-1",
+        "use_ssl": False,
+        "endpoint_url": "http://floe-floe-platform-localstack.floe.svc:4566",
+    }
+
+
+def test_compute_logs_mirror_the_platforms_settings(rendered_matrix: dict[str, Rendered]) -> None:
+    """storage_ref names the platform's own S3: its endpoint, region and TLS, and its Secret."""
+    release = rendered_matrix["three-profiles"]
+    given = release.values["platform"]["observability"]["compute_logs"]
+    config = release.dagster_yaml()["compute_logs"]["config"]
+    assert (config["bucket"], config["prefix"], config["upload_interval"]) == (
+        given["bucket"],
+        given["prefix"],
+        given["upload_interval"],
+    )
+    assert config["endpoint_url"] == "https://s3.eu-west-1.amazonaws.com"
+    assert (config["region"], config["use_ssl"]) == ("eu-west-1", True)
+    daemon = release.named("Deployment", "daemon")["spec"]["template"]["spec"]["containers"][0]
+    key = next(e for e in daemon["env"] if e["name"] == "AWS_SECRET_ACCESS_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "floe-lake-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert not release.has("Job", "create-bucket"), "the chart creates buckets only on its built-in S3"
+
+
+def test_compute_logs_off_means_no_s3_anywhere(rendered_matrix: dict[str, Rendered]) -> None:
+    release = rendered_matrix["compute-logs-off"]
+    assert release.dagster_yaml()["compute_logs"]["class"] == "NoOpComputeLogManager"
+    assert "run_k8s_config" not in release.dagster_yaml()["run_launcher"]["config"]
+    assert not release.of_kind("Job")
+    for _, pod in release.workloads():
+        for container in pod["containers"]:
+            assert not [e for e in container.get("env", []) if e["name"].startswith("AWS_")]
+
+
+def test_run_pods_built_by_dagster_k8s_get_the_s3_credentials(default_release: Rendered) -> None:
+    """dagster-k8s itself turns the launcher's run_k8s_config into the run Job; the result is a valid
+    Kubernetes 1.37 Job whose container reads the S3 keys from the chart's Secret."""
+    settings = default_release.dagster_yaml()["run_launcher"]["config"]
+    job_config = DagsterK8sJobConfig(
+        job_image=settings["job_image"],
+        dagster_home=settings["dagster_home"],
+        instance_config_map=settings["instance_config_map"],
+        postgres_password_secret=settings["postgres_password_secret"],
+    )
+    user_config = UserDefinedDagsterK8sConfig.from_dict(settings["run_k8s_config"])
+    job = construct_dagster_k8s_job(
+        job_config, ["dagster", "api", "execute_run"], "dagster-run-1", user_config
+    )
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    manifest |= {"apiVersion": "batch/v1", "kind": "Job"}
+    kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    secret = default_release.named("Secret", "s3")["metadata"]["name"]
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret,
+        "key": "AWS_ACCESS_KEY_ID",
+    }
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "postgresql-password"
+
+
+def test_bucket_hook_creates_the_configured_bucket_with_retention(default_release: Rendered) -> None:
+    job = default_release.named("Job", "create-bucket")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    defaults = ComputeLogs()
+    assert (env["BUCKET"], env["PREFIX"], env["RETENTION_DAYS"]) == (
+        defaults.bucket,
+        defaults.prefix,
+        str(defaults.retention_days),
+    )
+    assert env["S3_ENDPOINT"] == default_release.dagster_yaml()["compute_logs"]["config"]["endpoint_url"]
+    assert container["command"] == ["python", "/opt/floe/scripts/create-bucket.py"]
+
+
+def test_instance_yaml_is_plain_yaml_without_templating_leftovers(release: Rendered) -> None:
+    text = release.named("ConfigMap", "instance")["data"]["dagster.yaml"]
+    assert "{{" not in text
+    assert "<no value>" not in text
+    assert isinstance(yaml.safe_load(text), dict)
