@@ -179,7 +179,7 @@ def in_sync(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     return (
         _contains(actual.get("labels") or {}, wanted["labels"])
         and _contains(actual.get("annotations") or {}, wanted["annotations"])
-        and all(reference in (actual.get("ownerReferences") or []) for reference in wanted["ownerReferences"])
+        and all(ref in (actual.get("ownerReferences") or []) for ref in wanted.get("ownerReferences") or [])
         and _contains(live.get("template"), desired["template"])
     )
 
