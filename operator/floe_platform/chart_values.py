@@ -248,6 +248,9 @@ class Tests(ValuesModel):
 class ChartValues(ValuesModel):
     """values.yaml of charts/floe-platform."""
 
+    global_: KubeObject = Field(default_factory=dict, alias="global")
+    """Helm's values shared between a parent chart and its subcharts; Helm adds it when this chart is a
+    subchart. This chart reads nothing from it."""
     name_override: str = ""
     fullname_override: str = ""
     image_pull_secrets: list[KubeObject] = Field(default_factory=list)
