@@ -7,6 +7,7 @@ Settings come from env: S3_ENDPOINT, AWS_REGION, BUCKET, PREFIX, RETENTION_DAYS 
 import os
 import sys
 import time
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 WAIT_SECONDS = int(os.environ.get("WAIT_SECONDS", "300"))
 
 
-def wait_for_s3(s3) -> None:
+def wait_for_s3(s3: Any) -> None:
     """The hook can start before the S3 server answers; retry until it does or time runs out."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -23,18 +24,20 @@ def wait_for_s3(s3) -> None:
             return
         except (BotoCoreError, ClientError) as error:
             if time.monotonic() > deadline:
-                sys.exit(f"S3 at {os.environ.get('S3_ENDPOINT')} did not answer within {WAIT_SECONDS}s: {error}")
+                sys.exit(
+                    f"S3 at {os.environ.get('S3_ENDPOINT')} did not answer within {WAIT_SECONDS}s: {error}"
+                )
             time.sleep(3)
 
 
-def ensure_bucket(s3, bucket: str, region: str) -> None:
+def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
         print(f"bucket {bucket} exists")
         return
     except ClientError:
         pass
-    arguments = {"Bucket": bucket}
+    arguments: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         arguments["CreateBucketConfiguration"] = {"LocationConstraint": region}
     try:
@@ -44,7 +47,7 @@ def ensure_bucket(s3, bucket: str, region: str) -> None:
         print(f"bucket {bucket} exists")
 
 
-def expire_after(s3, bucket: str, prefix: str, days: int) -> None:
+def expire_after(s3: Any, bucket: str, prefix: str, days: int) -> None:
     rule = {
         "ID": "floe-compute-log-retention",
         "Status": "Enabled",

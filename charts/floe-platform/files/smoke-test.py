@@ -19,8 +19,15 @@ def check_webserver(url: str) -> None:
 def check_bucket(bucket: str) -> None:
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT") or None, region_name=os.environ["AWS_REGION"])
-    s3.head_bucket(Bucket=bucket)
+    s3 = boto3.client(
+        "s3", endpoint_url=os.environ.get("S3_ENDPOINT") or None, region_name=os.environ["AWS_REGION"]
+    )
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as error:
+        raise RuntimeError(
+            f"compute-log bucket {bucket} not found at {os.environ.get('S3_ENDPOINT')}"
+        ) from error
     print(f"compute-log bucket {bucket} exists")
 
 
