@@ -26,7 +26,7 @@ from floe_platform.render import CONTAINER_NAME, PROFILE_LABEL, render_pod_templ
 
 pytestmark = pytest.mark.e2e
 
-DEMO_JOB = "demo_job"
+DEMO_JOB = "main_job"  # floe_demo.definitions: bronze Python assets, then the dbt models
 DEMO_PROFILE = "transform"
 OOM_JOB = "e2e_memory_hog"
 OOM_PROFILE = "tiny"

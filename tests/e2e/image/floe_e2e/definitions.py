@@ -5,8 +5,6 @@ container's main process and the kubelet reports the container as OOMKilled, whi
 launcher's failure message must name.
 """
 
-from __future__ import annotations
-
 import importlib
 
 from dagster import (
