@@ -11,8 +11,13 @@ Pure: imports no Kubernetes client and no Dagster.
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -38,9 +43,11 @@ class ValuesModel(BaseModel):
 
 class Image(ValuesModel):
     repository: str
+    """Image name with its registry, e.g. docker.io/library/postgres."""
     tag: ImageTag = ""
     """Empty means the chart's appVersion. `latest` is refused: every image is pinned."""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Kubernetes imagePullPolicy."""
 
 
 class ResourceAmounts(ValuesModel):
@@ -73,7 +80,9 @@ class Component(ValuesModel):
     """The shape every component's values share, so learning one teaches all."""
 
     image: Image
+    """Image of the container; an empty tag means the chart's appVersion."""
     resources: ContainerResources
+    """Requests and limits; every container sets CPU and memory requests and a memory limit."""
     pod_security_context: KubeObject = Field(default_factory=dict)
     """Pod-level securityContext, passed through verbatim."""
     security_context: KubeObject = Field(default_factory=dict)
@@ -95,7 +104,9 @@ class Probe(ValuesModel):
 
 class Webserver(Component):
     replicas: int = Field(default=1, ge=0)
+    """Webserver pods (stateless; more than one needs a session-affine Ingress for the UI)."""
     service: Service
+    """Service in front of the UI and GraphQL API, on this port."""
     path_prefix: str = ""
     """Serve the UI below this path, e.g. /dagster."""
 
@@ -108,7 +119,9 @@ class Daemon(Component):
 
 class UserCode(Component):
     replicas: int = Field(default=1, ge=0)
+    """Code server pods."""
     service: Service
+    """Service of the gRPC code server, on this port (the workspace points at it)."""
     location_name: Annotated[str, Field(pattern=NAME)] = "floe-demo"
     """Name of the code location in the workspace."""
     module: str = "floe_demo.definitions"
@@ -124,12 +137,15 @@ class RunLauncher(ValuesModel):
     """Profile of runs without a floe/resource-profile tag; empty means `default` when the platform has
     such a profile (or no platform is given), else the platform's alphabetically first profile."""
     profile_source: Literal["api", "file"] = "api"
-    """api reads PodTemplates from the Kubernetes API; file reads them from profile_dir."""
+    """api reads PodTemplates from the Kubernetes API; file reads them from profileDir."""
     profile_dir: str = ""
+    """Directory of PodTemplate YAML files, for profileSource file."""
     profile_cache_seconds: int = Field(default=30, ge=0)
+    """How long the launcher reuses a PodTemplate it has read."""
     job_namespace: str = ""
     """Namespace of run Jobs; empty means the release namespace."""
     fail_pod_on_run_failure: bool = True
+    """Exit the run pod non-zero when the run fails, so Kubernetes records the failure."""
 
 
 class RunCoordinator(ValuesModel):
@@ -139,12 +155,15 @@ class RunCoordinator(ValuesModel):
 
 class RunMonitoring(ValuesModel):
     enabled: bool = True
+    """Let the daemon watch run pods and fail runs whose pod died."""
     start_timeout_seconds: int = Field(default=300, ge=1)
     """A run whose pod has not started in this time is marked failed (e.g. an unschedulable profile)."""
     cancel_timeout_seconds: int = Field(default=180, ge=1)
+    """A run still cancelling after this time is marked canceled."""
     max_runtime_seconds: int = Field(default=0, ge=0)
     """0 means no limit."""
     poll_interval_seconds: int = Field(default=120, ge=1)
+    """How often the daemon checks run pods."""
 
 
 class Dagster(ValuesModel):
@@ -154,13 +173,16 @@ class Dagster(ValuesModel):
     run_coordinator: RunCoordinator = RunCoordinator()
     run_monitoring: RunMonitoring = RunMonitoring()
     telemetry: bool = False
+    """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()
     """Used by webserver, daemon (they launch and watch run Jobs) and run pods."""
 
 
 class PostgresAuth(ValuesModel):
     username: str = "dagster"
+    """Database user."""
     database: str = "dagster"
+    """Database holding Dagster's runs, events and schedules."""
     existing_secret: str = ""
     """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
     generates a password that survives upgrades."""
@@ -171,12 +193,14 @@ class Persistence(ValuesModel):
     """Off means an emptyDir: data is lost with the pod."""
     size: KubeQuantity = "8Gi"
     storage_class: str = ""
+    """StorageClass of the volume; empty means the cluster default."""
 
 
 class Postgresql(Component):
     """The built-in PostgreSQL (a StatefulSet)."""
 
     enabled: bool = True
+    """Off means an external database, set under externalPostgresql."""
     auth: PostgresAuth = PostgresAuth()
     persistence: Persistence = Persistence()
 
@@ -185,9 +209,13 @@ class ExternalPostgresql(ValuesModel):
     """Used when postgresql.enabled is false."""
 
     host: str = ""
+    """Host name of the database (required when postgresql.enabled is false)."""
     port: int = Field(default=5432, ge=1, le=65535)
+    """Port of the database."""
     username: str = "dagster"
+    """Database user."""
     database: str = "dagster"
+    """Database name."""
     existing_secret: str = ""
     """A Secret with the key `postgresql-password` (required with an external database)."""
     params: dict[str, str] = Field(default_factory=dict)
@@ -201,29 +229,37 @@ class SecretKeyRef(ValuesModel):
 
 class BucketJob(ValuesModel):
     resources: ContainerResources
+    """Of the hook Job that creates the compute-log bucket and its retention rule."""
     backoff_limit: int = Field(default=6, ge=0)
+    """Retries of that Job."""
 
 
 class Localstack(Component):
     """The built-in S3 (LocalStack), for compute logs on a local cluster."""
 
     enabled: bool = True
+    """Off when compute logs use your own S3 (platform.storage) or are off."""
     auth_token: SecretKeyRef = SecretKeyRef()
     """LocalStack images after 4.14.0 need LOCALSTACK_AUTH_TOKEN; name the Secret holding it."""
     region: str = "us-east-1"
+    """Region LocalStack reports and clients use."""
     bucket_job: BucketJob
+    """The post-install/post-upgrade hook that creates the compute-log bucket."""
 
 
 class Operator(Component):
     """The floe operator: FloePlatform -> one PodTemplate per profile."""
 
     enabled: bool = True
+    """Off when another release's operator (clusterWide) already watches this namespace."""
     cluster_wide: bool = False
-    """Watch FloePlatforms in every namespace (ClusterRole) instead of watch_namespaces (Roles)."""
+    """Watch FloePlatforms in every namespace (ClusterRole) instead of watchNamespaces (Roles)."""
     watch_namespaces: list[Annotated[str, Field(pattern=NAME)]] = Field(default_factory=list)
     """Namespaces to watch; empty means the release namespace."""
     service_account: ServiceAccount = ServiceAccount()
+    """The operator's ServiceAccount (bound to its Role or ClusterRole)."""
     liveness_probe: Probe
+    """Probe timings of the operator's /healthz on port 8080."""
 
 
 class Headroom(ValuesModel):
@@ -235,6 +271,7 @@ class NamespaceLimits(ValuesModel):
     """A LimitRange and ResourceQuota derived from the platform's profiles."""
 
     enabled: bool = False
+    """Render a LimitRange (no container above the largest profile) and a ResourceQuota; needs platform."""
     concurrent_runs: int = Field(default=0, ge=0)
     """Run pods the quota must fit; 0 means dagster.runCoordinator.maxConcurrentRuns."""
     services_headroom: Headroom
@@ -243,6 +280,7 @@ class NamespaceLimits(ValuesModel):
 
 class Tests(ValuesModel):
     resources: ContainerResources
+    """Of the `helm test` pod."""
 
 
 class ChartValues(ValuesModel):
@@ -252,8 +290,11 @@ class ChartValues(ValuesModel):
     """Helm's values shared between a parent chart and its subcharts; Helm adds it when this chart is a
     subchart. This chart reads nothing from it."""
     name_override: str = ""
+    """Replaces the chart name in object names."""
     fullname_override: str = ""
+    """Replaces <release>-<chart> as the prefix of every object name."""
     image_pull_secrets: list[KubeObject] = Field(default_factory=list)
+    """Secrets for private registries, e.g. [{name: my-registry}], used by every pod."""
     webserver: Webserver
     daemon: Daemon
     user_code: UserCode
@@ -294,10 +335,48 @@ def chart_values_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": CHART_SCHEMA_ID, **schema}
 
 
-def main() -> None:
-    """Print the chart's values schema: ``python -m floe_platform.chart_values > values.schema.json``."""
-    print(dump_json(chart_values_schema()), end="")
+# Shown as one row each: small objects whose keys read best together.
+_REFERENCE_LEAVES = (Image, ContainerResources, Service, Probe, ServiceAccount, Headroom, SecretKeyRef)
+# Every component has these (see Component); the reference describes them once, not per component.
+_COMMON_COMPONENT_KEYS = frozenset(Component.model_fields) - {"image", "resources"}
+
+
+def _nested_model(annotation: Any) -> type[ValuesModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, ValuesModel):
+        return None if issubclass(annotation, _REFERENCE_LEAVES) else annotation
+    return None
+
+
+def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: str) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        if (issubclass(model, Component) and name in _COMMON_COMPONENT_KEYS) or name == "global_":
+            continue
+        key = field.alias or name
+        value = values.get(key, field.get_default(call_default_factory=True))
+        nested = _nested_model(field.annotation)
+        if nested is not None and isinstance(value, dict):
+            yield from _reference_rows(nested, value, f"{prefix}{key}.")
+            continue
+        default = json.dumps(value, separators=(", ", ": ")).replace("|", "\\|")
+        description = " ".join((field.description or "").split()).replace("|", "\\|")
+        yield f"| `{prefix}{key}` | `{default}` | {description} |"
+
+
+def values_reference(defaults: dict[str, Any]) -> str:
+    """The values reference table of docs/install.md: every key, its default in ``defaults``
+    (values.yaml) and the model's description of it."""
+    header = ["| Key | Default | Description |", "|---|---|---|"]
+    return "\n".join([*header, *_reference_rows(ChartValues, defaults, "")]) + "\n"
+
+
+def main(arguments: list[str]) -> None:
+    """``python -m floe_platform.chart_values`` prints values.schema.json;
+    ``python -m floe_platform.chart_values reference VALUES_YAML`` prints the values reference table."""
+    if arguments[:1] == ["reference"] and len(arguments) == 2:
+        print(values_reference(yaml.safe_load(Path(arguments[1]).read_text())), end="")
+    else:
+        print(dump_json(chart_values_schema()), end="")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
