@@ -52,3 +52,6 @@ schemas: install ## Regenerate every file generated from the models.
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache
+
+e2e: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
+	FLOE_E2E=required pytest tests/e2e -s $(PYTEST_ARGS)

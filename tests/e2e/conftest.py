@@ -14,6 +14,7 @@ from deployment import Deployment, deploy
 from prerequisites import missing_prerequisites, skip_reason
 
 E2E_MARKER = "e2e"
+E2E_TIMEOUT_S = 3600
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,6 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     problems = missing_prerequisites()
     if not problems:
+        for item in e2e_items:  # the first test also waits for image builds and the install
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
         return
     reason = skip_reason(problems)
     if os.environ.get("FLOE_E2E") == "required":
