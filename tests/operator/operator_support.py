@@ -76,14 +76,21 @@ class FaultInjector:
         self._original = emulator._handle
         self._pending: dict[tuple[enums.action, str], list[int]] = {}
         self.served: list[tuple[str, str, int]] = []
+        self.seen: dict[tuple[enums.action, str], int] = {}
         emulator._handle = self._handle
+
+    def count(self, action: enums.action, plural: str) -> int:
+        """How many such requests reached the emulator since this injector was installed."""
+        return self.seen.get((action, plural), 0)
 
     def fail_next(self, action: enums.action, plural: str, *statuses: int) -> None:
         self._pending.setdefault((action, plural), []).extend(statuses)
 
     async def _handle(self, request: Any) -> Any:
         plural = getattr(request.resource, "plural", None) or ""
-        queue = self._pending.get((request.action, plural))
+        key = (request.action, plural)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        queue = self._pending.get(key)
         if queue and request.subresource is None:
             status = queue.pop(0)
             self.served.append((str(request.action.value), plural, status))

@@ -213,6 +213,23 @@ def test_invalid_update_reports_the_field_and_leaves_templates_untouched(cluster
 
 
 @pytest.mark.usefixtures("running_operator")
+def test_resync_of_an_unchanged_platform_makes_no_podtemplate_calls(cluster: EmulatedCluster) -> None:
+    """The resync compares against the operator's watch-fed index, so steady state costs no requests."""
+    apply_and_wait(cluster, "steady")
+    requests = FaultInjector(cluster.emulator)
+    try:
+        before = templates(core_api(cluster), "steady")
+        requests.seen.clear()
+        time.sleep(2 * RESYNC_SECONDS + 0.5)  # two resync ticks of every platform
+        operator_calls = {key: n for key, n in requests.seen.items() if key[0] != enums.action.WATCH}
+        # Only this test's own list below and the reads of the CR are expected; no PodTemplate call.
+        assert not any(plural == "podtemplates" for _, plural in operator_calls), operator_calls
+        assert templates(core_api(cluster), "steady") == before
+    finally:
+        requests.remove()
+
+
+@pytest.mark.usefixtures("running_operator")
 def test_hand_edited_and_deleted_templates_are_repaired(cluster: EmulatedCluster) -> None:
     resource = apply_and_wait(cluster, "drift")
     core = core_api(cluster)

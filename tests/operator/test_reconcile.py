@@ -226,3 +226,25 @@ def test_invalid_spec_and_transient_errors_keep_the_last_good_profiles() -> None
     assert retrying["conditions"][1]["reason"] == "Retrying"
     failed = api_error_status(good, 2, "list: HTTP 403", transient=False, timestamp="t1")
     assert (failed["conditions"][0]["status"], failed["conditions"][0]["reason"]) == ("False", "ApiError")
+
+
+def test_stale_cache_still_converges_without_duplicates(kube_cluster: EmulatedCluster) -> None:
+    """The operator passes a watch-fed cache; one that lags behind the API must not break anything."""
+    core = core_api(kube_cluster)
+    reconcile(core, stored_body())
+    gone = templates(core, "prod")["prod-ingest"]
+    core.delete_namespaced_pod_template("prod-ingest", NAMESPACE)
+    smaller = stored_body()
+    del smaller["spec"]["infrastructure"]["resource_profiles"]["ingest"]
+    outcome = reconcile(core, smaller, known=[gone])  # cache: only the deleted one; API: the other two
+    assert (outcome.created, outcome.deleted) == ([], ["prod-ingest"])
+    assert_matches_renderer(templates(core, "prod"), smaller)
+
+
+def test_fresh_cache_means_no_api_call_at_all(kube_cluster: EmulatedCluster) -> None:
+    core = core_api(kube_cluster)
+    reconcile(core, stored_body())
+    cache = list(templates(core, "prod").values())
+    requests = FaultInjector(kube_cluster.emulator)
+    assert not reconcile(core, stored_body(), known=cache).changed
+    assert requests.seen == {}

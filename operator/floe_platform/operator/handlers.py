@@ -19,16 +19,20 @@ from floe_platform.config import ConfigError
 from floe_platform.crd import GROUP, PLURAL, VERSION
 from floe_platform.operator import status as floe_status
 from floe_platform.operator.reconcile import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
     ApiError,
     Outcome,
     PlatformRef,
     TransientApiError,
     reconcile,
 )
+from floe_platform.render.podtemplate import PLATFORM_LABEL
 
 FINALIZER = "floe.dev/operator"
 ANNOTATION_PREFIX = "operator.floe.dev"
 MAX_RETRY_DELAY = 60.0
+INDEX = "floe_templates"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ def register(registry: kopf.OperatorRegistry, options: OperatorOptions) -> None:
     # A registry of our own starts without kopf's default login handlers: log in as kopf would with
     # the kubernetes client installed (in-cluster service account, else KUBECONFIG).
     kopf.on.login(registry=registry)(kopf.login_via_client)
+    # Live PodTemplates come from a watch-fed index, so a resync of an unchanged platform makes no API
+    # call at all (200 platforms resyncing would otherwise list the namespace ten times a second).
+    kopf.index("v1", "podtemplates", registry=registry, id=INDEX, labels={MANAGED_BY_LABEL: MANAGED_BY})(
+        index_template
+    )
     kopf.on.resume(*resource, registry=registry)(on_change)
     kopf.on.create(*resource, registry=registry)(on_change)
     kopf.on.update(*resource, field="spec", registry=registry)(on_change)
@@ -97,16 +106,32 @@ def make_api_client(pool_size: int) -> kubernetes.client.ApiClient:
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+TemplateKey = tuple[str | None, str | None]
 
 
-def on_change(*, body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, logger: Logger, **_: Any) -> None:
+def index_template(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[TemplateKey, dict[str, Any]]:
+    """Index our PodTemplates by (namespace, platform), keeping what ``reconcile`` compares."""
+    return {(namespace, labels.get(PLATFORM_LABEL)): {key: body.get(key) for key in ("metadata", "template")}}
+
+
+def known_templates(index: kopf.Index[TemplateKey, dict[str, Any]], body: kopf.Body) -> list[dict[str, Any]]:
+    return list(index.get((body["metadata"]["namespace"], body["metadata"]["name"]), []))
+
+
+def on_change(
+    *, body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, logger: Logger, **kwargs: Any
+) -> None:
     """Create, spec update and resume: reconcile now, report, and retry transient failures."""
-    sync(memo["core"], body, patch, logger, retry=retry, always_warn=True)
+    known = known_templates(kwargs[INDEX], body)
+    sync(memo["core"], body, patch, logger, known=known, retry=retry, always_warn=True)
 
 
-def on_resync(*, body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger, **_: Any) -> None:
+def on_resync(*, body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger, **kwargs: Any) -> None:
     """Periodic resync: repairs drift; the next tick is the retry, so nothing is raised."""
-    sync(memo["core"], body, patch, logger, retry=None, always_warn=False)
+    known = known_templates(kwargs[INDEX], body)
+    sync(memo["core"], body, patch, logger, known=known, retry=None, always_warn=False)
 
 
 def sync(
@@ -115,6 +140,7 @@ def sync(
     patch: kopf.Patch,
     logger: Logger,
     *,
+    known: list[dict[str, Any]] | None,
     retry: int | None,
     always_warn: bool,
 ) -> None:
@@ -123,7 +149,7 @@ def sync(
     current = body.get("status")
     timestamp = floe_status.now()
     try:
-        outcome = reconcile(core, body)
+        outcome = reconcile(core, body, known)
     except ConfigError as error:
         new = floe_status.invalid_spec_status(current, platform.generation, error.lines, timestamp)
         _report(

@@ -9,7 +9,7 @@ API errors are sorted into ``TransientApiError`` (retry with backoff) and ``Perm
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,12 +110,22 @@ def desired_templates(spec: Any, platform: PlatformRef) -> list[dict[str, Any]]:
     return templates
 
 
-def reconcile(core: kubernetes.client.CoreV1Api, body: Mapping[str, Any]) -> Outcome:
-    """Make the namespace's PodTemplates match the FloePlatform ``body``: one per profile, no others."""
+def reconcile(
+    core: kubernetes.client.CoreV1Api,
+    body: Mapping[str, Any],
+    known: Iterable[Mapping[str, Any]] | None = None,
+) -> Outcome:
+    """Make the namespace's PodTemplates match the FloePlatform ``body``: one per profile, no others.
+
+    ``known`` is the live templates as a watch-fed cache has them (the operator's kopf index); without
+    it they are listed. A stale cache costs at most a redundant patch, a 409 turned into a patch, or a
+    delete that waits for the next resync: every step checks or tolerates the live state.
+    """
     platform = PlatformRef.from_body(body)
     templates = desired_templates(body.get("spec"), platform)
     client = PodTemplateClient(core, platform.namespace)
-    live = owned_templates(client.list_labelled(platform.name), platform)
+    items = list(known) if known is not None else client.list_labelled(platform.name)
+    live = owned_templates(items, platform)
     outcome = Outcome(profiles=[_profile_entry(template) for template in templates])
     for template in templates:
         name = template["metadata"]["name"]
@@ -140,7 +150,9 @@ def _profile_entry(template: Mapping[str, Any]) -> ProfileTemplate:
     )
 
 
-def owned_templates(items: list[dict[str, Any]], platform: PlatformRef) -> dict[str, dict[str, Any]]:
+def owned_templates(
+    items: Iterable[Mapping[str, Any]], platform: PlatformRef
+) -> dict[str, Mapping[str, Any]]:
     """The listed templates that carry this platform's labels (checked here too: not every server filters)."""
     return {
         item["metadata"]["name"]: item
@@ -156,7 +168,7 @@ def _owned_by(template: Mapping[str, Any], platform: PlatformRef) -> bool:
     return any(reference.get("uid") == platform.uid for reference in references)
 
 
-def apply_template(client: PodTemplateClient, desired: dict[str, Any], live: dict[str, Any] | None) -> str:
+def apply_template(client: PodTemplateClient, desired: dict[str, Any], live: Mapping[str, Any] | None) -> str:
     """Create or patch one PodTemplate; returns ``created``, ``patched`` or ``unchanged``."""
     name = desired["metadata"]["name"]
     if live is None:
