@@ -155,3 +155,40 @@ def test_install_without_a_stored_secret_generates_one(tmp_path: Path) -> None:
     """Guard: with no stored Secret (lookup's answer on install) the helper does generate a value."""
     value = _probe_value(_probe_chart(tmp_path, {}))
     assert len(base64.b64decode(value)) == 32
+
+
+def test_namespace_limits_follow_the_largest_profile(rendered_matrix: dict[str, Rendered]) -> None:
+    """three-profiles: largest limits 16 CPU / 48Gi, largest requests 2 CPU / 8Gi, 4 runs, 4 CPU / 8Gi
+    headroom. The chart derives these in its templates (helm v4), so the numbers are checked here."""
+    release = rendered_matrix["three-profiles"]
+    (limit_range,) = release.of_kind("LimitRange")
+    assert limit_range["spec"]["limits"] == [
+        {"type": "Container", "max": {"cpu": "16000m", "memory": "49152Mi"}}
+    ]
+    (quota,) = release.of_kind("ResourceQuota")
+    assert quota["spec"]["hard"] == {
+        "requests.cpu": f"{4 * 2000 + 4000}m",
+        "requests.memory": f"{4 * 8192 + 8192}Mi",
+        "limits.memory": f"{4 * 49152 + 8192}Mi",
+    }
+
+
+def test_namespace_limits_read_every_quantity_form(tmp_path: Path) -> None:
+    """Millicores, plain and fractional cores, binary and decimal memory suffixes."""
+    profiles = {
+        "a": {"requests": {"cpu": 0.5, "memory": "1G"}, "limits": {"cpu": "1500m", "memory": "1536Mi"}},
+        "b": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+    }
+    values = {
+        "platform": {"infrastructure": {"resource_profiles": profiles}},
+        "namespaceLimits": {"enabled": True},
+    }
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    release = render([path])
+    (limit_range,) = release.of_kind("LimitRange")
+    assert limit_range["spec"]["limits"][0]["max"] == {"cpu": "1500m", "memory": "1536Mi"}
+    (quota,) = release.of_kind("ResourceQuota")
+    # 10 runs (maxConcurrentRuns) x 500m + 4 CPU; 1G = 953.67Mi, rounded up to 954Mi.
+    assert quota["spec"]["hard"]["requests.cpu"] == "9000m"
+    assert quota["spec"]["hard"]["requests.memory"] == f"{10 * 954 + 8192}Mi"

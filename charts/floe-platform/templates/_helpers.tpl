@@ -280,3 +280,52 @@ password and, for S3 compute logs, the S3 credentials, both from Secrets.
 {{- $bytes := mulf (float64 (trimSuffix $suffix $text)) (get $factors $suffix | default 1.0) }}
 {{- divf $bytes 1048576.0 | ceil | int64 }}
 {{- end }}
+
+{{/* RBAC ------------------------------------------------------------------------------------------- */}}
+
+{{/*
+The operator's rules: least privilege for kopf in standalone mode with namespace scanning off, i.e. the
+FloePlatforms and their status, the PodTemplates it owns, and Events.
+*/}}
+{{- define "floe.operator.rules" -}}
+- apiGroups: [floe.dev]
+  resources: [floeplatforms]
+  verbs: [get, list, watch, patch]
+- apiGroups: [floe.dev]
+  resources: [floeplatforms/status]
+  verbs: [get, patch, update]
+- apiGroups: [""]
+  resources: [podtemplates]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* Name of the operator's ClusterRole(Binding): cluster-scoped, so the namespace keeps releases apart. */}}
+{{- define "floe.operator.clusterRoleName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "floe.componentName" (list . "operator")) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "floe.operator.namespaces" -}}
+{{- .Values.operator.watchNamespaces | default (list .Release.Namespace) | toJson }}
+{{- end }}
+
+{{/*
+The largest request and limit over the platform's profiles, as JSON {limitCpu, limitMemory, requestCpu,
+requestMemory} in millicores and MiB: the base of the namespace limits.
+*/}}
+{{- define "floe.profileMaxima" -}}
+{{- $profiles := dig "infrastructure" "resource_profiles" dict (.Values.platform | default dict) }}
+{{- if not $profiles }}
+{{- fail "namespaceLimits.enabled: the limits are derived from the profiles, so set platform (platform.yaml content) too" }}
+{{- end }}
+{{- $max := dict "limitCpu" 0 "limitMemory" 0 "requestCpu" 0 "requestMemory" 0 }}
+{{- range $profile := $profiles }}
+{{- $_ := set $max "limitCpu" (max $max.limitCpu (include "floe.quantity.millicores" $profile.limits.cpu | int64)) }}
+{{- $_ := set $max "limitMemory" (max $max.limitMemory (include "floe.quantity.mebibytes" $profile.limits.memory | int64)) }}
+{{- $_ := set $max "requestCpu" (max $max.requestCpu (include "floe.quantity.millicores" $profile.requests.cpu | int64)) }}
+{{- $_ := set $max "requestMemory" (max $max.requestMemory (include "floe.quantity.mebibytes" $profile.requests.memory | int64)) }}
+{{- end }}
+{{- $max | toJson }}
+{{- end }}
