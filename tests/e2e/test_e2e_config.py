@@ -7,6 +7,7 @@ the prerequisite check runs against stand-in ``docker`` executables (what a real
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,9 +30,10 @@ from deployment import (
     project_version,
 )
 from prerequisites import NO_DOCKER, NO_KIND, missing_prerequisites, skip_reason
-from test_kind_e2e import DEMO_PROFILE, OOM_MEBIBYTES, OOM_PROFILE
+from test_kind_e2e import DEMO_PROFILE, OOM_MEBIBYTES, OOM_PROFILE, differences, normalized
 
 from floe_platform.config import ComputeLogs, load_platform
+from floe_platform.render import render_pod_template
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = shutil.which("helm") or str(ROOT / ".tools/bin/helm")
@@ -154,3 +156,21 @@ def test_e2e_layer_dockerfile_is_hadolint_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_template_comparison_ignores_server_defaults_and_catches_drift() -> None:
+    """The e2e PodTemplate check on the renderer's output against a hand-made 'live' copy: the API server's
+    added fields and canonical quantities ('1000m' stored as '1') pass, a changed limit does not."""
+    profile = load_platform(PLATFORM_FILE).infrastructure.resource_profiles[DEMO_PROFILE]
+    rendered = render_pod_template(PLATFORM_NAME, DEMO_PROFILE, profile, NAMESPACE)
+    live = copy.deepcopy(rendered)
+    live["metadata"] |= {"uid": "0b7c", "resourceVersion": "42", "ownerReferences": []}
+    container = live["template"]["spec"]["containers"][0]
+    container |= {"terminationMessagePath": "/dev/termination-log", "imagePullPolicy": "IfNotPresent"}
+    container["resources"]["requests"]["cpu"] = "0.25"
+    assert differences(normalized(rendered), normalized(live)) == []
+    container["resources"]["limits"]["memory"] = "7Gi"
+    assert differences(normalized(rendered), normalized(live)) == [
+        ".template.spec.containers[0].resources.limits.memory: expected Decimal('3221225472'), "
+        "found Decimal('7516192768')"
+    ]

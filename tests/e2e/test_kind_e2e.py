@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from dagster_api import run_messages, wait_for_run
 from dagster_graphql import DagsterGraphQLClient
 from deployment import PLATFORM_FILE, PLATFORM_NAME, Deployment
@@ -63,6 +64,7 @@ def s3(platform: Deployment) -> Iterator[Any]:
             region_name="us-east-1",
             aws_access_key_id="e2e",
             aws_secret_access_key="e2e",
+            config=Config(s3={"addressing_style": "path"}),
         )
 
 
