@@ -37,7 +37,9 @@ def _process(section: dict[str, Any]) -> Any:
     """Validate ``section``'s config with its class's own ``config_type()``; raise on any error."""
     cls = getattr(importlib.import_module(section["module"]), section["class"])
     result = process_config(resolve_to_config_type(cls.config_type()), section.get("config", {}))
-    assert result.success, f"{section['module']}.{section['class']}: {[e.message for e in result.errors]}"
+    assert result.success, (
+        f"{section['module']}.{section['class']}: {[e.message for e in result.errors or []]}"
+    )
     return result.value
 
 
@@ -162,7 +164,7 @@ def test_run_pods_built_by_dagster_k8s_get_the_s3_credentials(default_release: R
         instance_config_map=settings["instance_config_map"],
         postgres_password_secret=settings["postgres_password_secret"],
     )
-    user_config = UserDefinedDagsterK8sConfig.from_dict(settings["run_k8s_config"])
+    user_config = UserDefinedDagsterK8sConfig.from_dict(settings["run_k8s_config"])  # type: ignore[no-untyped-call]
     job = construct_dagster_k8s_job(
         job_config, ["dagster", "api", "execute_run"], "dagster-run-1", user_config
     )
