@@ -46,6 +46,15 @@ class Dockerfile:
             defaults[name.strip()] = value.strip()
         return defaults
 
+    def final_env(self) -> dict[str, str]:
+        """ENV of the runtime (last) stage, in ``KEY=value`` form."""
+        final_stage = len(self.all("FROM")) - 1
+        env: dict[str, str] = {}
+        for item in self.all("ENV"):
+            if item.stage == final_stage:
+                env |= dict(part.split("=", 1) for part in shlex.split(item.arguments))
+        return env
+
     def exec_form(self, keyword: str) -> list[str]:
         """The argv of the last ENTRYPOINT or CMD, which must be written in exec (JSON) form."""
         import json

@@ -80,16 +80,19 @@ def prepared_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def image_env(site: Path, *extra_paths: Path) -> dict[str, str]:
-    """The image's environment, pointed at local directories."""
+    """The user-code image's runtime ENV, with its paths pointed at local directories."""
     home = site.parent / "dagster_home"
     home.mkdir(exist_ok=True)
-    python_path = os.pathsep.join(str(path) for path in (site, *extra_paths))
-    return os.environ | {
+    image = Dockerfile.read(USER_CODE_DOCKERFILE).final_env()
+    local_paths = {
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(site.parent),
         "DAGSTER_HOME": str(home),
         "DBT_TARGET_PATH": str(site.parent / "dbt-target"),
-        "PYTHONPATH": python_path,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
     }
+    assert local_paths.keys() <= image.keys(), "the user-code image no longer sets these variables"
+    python_path = os.pathsep.join(str(path) for path in (site, *extra_paths))
+    return os.environ | image | local_paths | {"PYTHONPATH": python_path}
 
 
 @pytest.fixture
