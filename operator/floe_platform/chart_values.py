@@ -136,10 +136,6 @@ class RunLauncher(ValuesModel):
     default_profile: str = ""
     """Profile of runs without a floe/resource-profile tag; empty means `default` when the platform has
     such a profile (or no platform is given), else the platform's alphabetically first profile."""
-    profile_source: Literal["api", "file"] = "api"
-    """api reads PodTemplates from the Kubernetes API; file reads them from profileDir."""
-    profile_dir: str = ""
-    """Directory of PodTemplate YAML files, for profileSource file."""
     profile_cache_seconds: int = Field(default=30, ge=0)
     """How long the launcher reuses a PodTemplate it has read."""
     job_namespace: str = ""

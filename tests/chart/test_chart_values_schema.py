@@ -65,7 +65,7 @@ def test_values_yaml_satisfies_the_schema_and_the_models() -> None:
         ("webserver.replicass=2", r"at '/webserver': additional properties 'replicass' not allowed"),
         ("operator.image.tag=latest", r"at '/operator/image/tag'"),
         ("localstack.image.pullPolicy=Sometimes", r"at '/localstack/image/pullPolicy'"),
-        ("dagster.runLauncher.profileSource=http", r"at '/dagster/runLauncher/profileSource'"),
+        ("webserver.service.type=Ingress", r"at '/webserver/service/type'"),
         ("dagster.runCoordinator.maxConcurrentRuns=many", r"at '/dagster/runCoordinator/maxConcurrentRuns'"),
         ("operator.watchNamespaces[0]=Bad_NS", r"at '/operator/watchNamespaces/0'"),
     ],
