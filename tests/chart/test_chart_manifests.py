@@ -269,3 +269,18 @@ def test_notes_name_the_next_commands() -> None:
         "helm test floe -n floe",
     ):
         assert command in notes
+
+
+def test_every_service_selects_pods_with_the_named_port(release: Rendered) -> None:
+    """A Service whose selector or targetPort matches no pod would render fine and route nowhere."""
+    pods = [
+        (doc["spec"]["template"]["metadata"]["labels"], containers(doc["spec"]["template"]["spec"]))
+        for doc in [*release.of_kind("Deployment"), *release.of_kind("StatefulSet")]
+    ]
+    for service in release.of_kind("Service"):
+        selector = service["spec"]["selector"]
+        matching = [pod for pod in pods if selector.items() <= pod[0].items()]
+        assert len(matching) == 1, f"Service {service['metadata']['name']} selects {len(matching)} workloads"
+        port_names = {port["name"] for container in matching[0][1] for port in container.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in port_names, f"{service['metadata']['name']}: {port['targetPort']}"
