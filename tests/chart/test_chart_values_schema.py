@@ -103,6 +103,23 @@ def test_a_typo_inside_platform_is_refused_naming_the_path(tmp_path: Path) -> No
             "localstack.enabled is false",
         ),
         (
+            {
+                "platform": {
+                    "infrastructure": {
+                        "resource_profiles": {
+                            "default": {
+                                "requests": {"cpu": 1, "memory": "1Gi"},
+                                "limits": {"cpu": 1, "memory": "1Gi"},
+                            }
+                        }
+                    },
+                    "observability": {"compute_logs": {"storage_ref": "lake"}},
+                }
+            },
+            'platform.observability.compute_logs.storage_ref: "lake" is not a storage defined under storage '
+            "(defined: none); add it there or use 'default' for the built-in S3",
+        ),
+        (
             {"namespaceLimits": {"enabled": True}},
             "namespaceLimits.enabled: the limits are derived from the profiles, so set platform",
         ),

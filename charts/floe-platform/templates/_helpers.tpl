@@ -188,6 +188,8 @@ storage_ref names an entry of platform.storage, or "default" for the built-in Lo
 {{- $credentials := $storage.credentials | default dict }}
 {{- $endpoint := $storage.endpoint | default "" }}
 {{- dict "endpoint" $endpoint "region" ($storage.region | default "us-east-1") "use_ssl" (not (hasPrefix "http://" $endpoint)) "builtin" false "secret" ($credentials.secret_name | default "") "access_key_id_key" ($credentials.access_key_id_key | default "AWS_ACCESS_KEY_ID") "secret_access_key_key" ($credentials.secret_access_key_key | default "AWS_SECRET_ACCESS_KEY") | toJson }}
+{{- else if ne $logs.storage_ref "default" }}
+{{- fail (printf "platform.observability.compute_logs.storage_ref: %q is not a storage defined under storage (defined: %s); add it there or use 'default' for the built-in S3" $logs.storage_ref (keys $storages | sortAlpha | join ", " | default "none")) }}
 {{- else }}
 {{- if not .Values.localstack.enabled }}
 {{- fail (printf "platform.observability.compute_logs.storage_ref: %q is the built-in S3, but localstack.enabled is false; define the storage under platform.storage or enable localstack" $logs.storage_ref) }}
