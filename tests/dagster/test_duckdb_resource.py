@@ -138,3 +138,13 @@ def test_io_manager_connections_carry_the_same_settings_as_the_resource(
         assert result.success is succeeds
         if succeeds:
             assert conn.execute("SELECT sum(x) FROM public.frame").fetchone() == (6,)
+
+
+def test_errors_other_than_lock_contention_are_raised_without_retrying(tmp_path: Path) -> None:
+    """A path that is a directory will not open by waiting: no retry is counted."""
+    directory = tmp_path / "not-a-file.duckdb"
+    directory.mkdir()
+    before = LOCK_RETRIES.value
+    with pytest.raises(duckdb.IOException):
+        floe_duckdb.connect(str(directory), connection_config({}), max_retries=5)
+    assert LOCK_RETRIES.value == before

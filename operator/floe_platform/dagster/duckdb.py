@@ -35,9 +35,15 @@ from floe_platform.render.duckdb import MEMORY_LIMIT, TEMP_DIRECTORY, THREADS
 LOGGER = logging.getLogger(__name__)
 SETTING_OF_ENV = {MEMORY_LIMIT: "memory_limit", THREADS: "threads", TEMP_DIRECTORY: "temp_directory"}
 USER_AGENT = "floe-platform"
-# Lock errors come back as IOException ("Could not set lock on file ..."); a ConnectionException (say, a
-# configuration mismatch) is a bug to report at once, not contention to wait out.
-RETRYABLE = (duckdb.IOException,)
+
+
+def is_lock_contention(error: Exception) -> bool:
+    """Another process holds the file's write lock: an IOException "Could not set lock on file ...".
+
+    Other IOExceptions (a missing directory, a path that is a directory) and ConnectionExceptions (a
+    configuration mismatch) will not go away by waiting, so they are raised at once.
+    """
+    return isinstance(error, duckdb.IOException) and "could not set lock on file" in str(error).lower()
 
 
 class RetryCounter:
@@ -97,9 +103,9 @@ def connect(
     while True:
         try:
             return duckdb.connect(database=database, read_only=read_only, config=dict(config))
-        except RETRYABLE as error:
+        except duckdb.IOException as error:
             delay = next(delays, None)
-            if delay is None:
+            if delay is None or not is_lock_contention(error):
                 raise
             attempt += 1
             LOCK_RETRIES.add()
