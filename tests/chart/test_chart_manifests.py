@@ -284,3 +284,24 @@ def test_every_service_selects_pods_with_the_named_port(release: Rendered) -> No
         port_names = {port["name"] for container in matching[0][1] for port in container.get("ports", [])}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names, f"{service['metadata']['name']}: {port['targetPort']}"
+
+
+def test_pull_secrets_and_placement_reach_every_pod() -> None:
+    """imagePullSecrets go to every pod; a component's nodeSelector, tolerations and affinity to its own."""
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "dagster", "effect": "NoSchedule"}
+    release = render(
+        sets=[
+            "imagePullSecrets[0].name=registry",
+            "daemon.nodeSelector.disk=ssd",
+            "daemon.tolerations[0].key=dedicated",
+            "daemon.tolerations[0].operator=Equal",
+            "daemon.tolerations[0].value=dagster",
+            "daemon.tolerations[0].effect=NoSchedule",
+        ]
+    )
+    for doc, pod in release.workloads():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert pod["imagePullSecrets"] == [{"name": "registry"}], doc["metadata"]["name"]
+    daemon = release.named("Deployment", "daemon")["spec"]["template"]["spec"]
+    assert (daemon["nodeSelector"], daemon["tolerations"]) == ({"disk": "ssd"}, [toleration])
+    assert "nodeSelector" not in release.named("Deployment", "webserver")["spec"]["template"]["spec"]
