@@ -15,7 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import CHART, CI_DIR, CI_NAMES, Rendered, containers, env_of, run_helm
+from chart_render import CHART, CI_DIR, CI_NAMES, Rendered, containers, env_of, render, run_helm
 
 KUBERNETES_VERSION = "1.37.0"
 STANDARD_LABELS = (
