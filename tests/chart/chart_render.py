@@ -16,6 +16,7 @@ CHART = ROOT / "charts" / "floe-platform"
 CI_DIR = CHART / "ci"
 CI_NAMES = sorted(path.name.removesuffix("-values.yaml") for path in CI_DIR.glob("*-values.yaml"))
 RELEASE = "floe"
+KUBE_VERSION = "1.37.0"  # the version kubernetes-validate checks against
 NAMESPACE = "floe"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
 
@@ -33,7 +34,16 @@ def run_helm(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 
 def template_args(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[str]:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds"]
+    args = [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--include-crds",
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for path in values_files:
         args += ["--values", str(path)]
     for assignment in sets:
