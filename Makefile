@@ -40,15 +40,17 @@ test: install ## Lint, type-check and run every test (kind e2e is skipped where 
 	pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict on the source and tests.
-	ruff check operator tests
-	ruff format --check operator tests
+	ruff check operator tests scripts charts/floe-platform/files
+	ruff format --check operator tests scripts charts/floe-platform/files
 	mypy
+	helm lint --strict charts/floe-platform
 
 bench: install ## Run the benchmarks; numbers go to bench/results/.
 	python -m bench
 
 schemas: install ## Regenerate every file generated from the models.
 	python scripts/update-generated.py
+	python -m floe_platform.chart_values > charts/floe-platform/values.schema.json
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache
