@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from floe_platform.crd import dump_crd_yaml
 from floe_platform.schema import dump_json, platform_json_schema, reference_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,7 @@ def update_readme_table() -> None:
 def main() -> None:
     (ROOT / "platform-config/platform.schema.json").write_text(dump_json(platform_json_schema()))
     update_readme_table()
+    (ROOT / "charts/floe-platform/crds/floeplatforms.floe.dev.yaml").write_text(dump_crd_yaml())
 
 
 if __name__ == "__main__":
