@@ -67,19 +67,17 @@ class Dockerfile:
             raise ValueError(f"{keyword} is not in exec form: {found[-1].arguments}")
         return argv
 
-    def commands(self) -> list[tuple[int, list[str]]]:
-        """Each shell command of every RUN (split on ``&&``) as (stage, argv), ARG defaults substituted."""
+    def shell_commands(self, item: Instruction) -> list[list[str]]:
+        """The commands of one RUN (split on ``&&`` and ``;``) as argv lists, ARG defaults substituted."""
         defaults = self.arg_defaults()
-        commands = []
-        for item in self.all("RUN"):
-            text = re.sub(
-                r"\$\{(\w+)\}", lambda match: defaults.get(match.group(1), match.group(0)), item.arguments
-            )
-            for part in re.split(r"&&|;", text):
-                argv = shlex.split(part)
-                if argv:
-                    commands.append((item.stage, argv))
-        return commands
+        text = re.sub(
+            r"\$\{(\w+)\}", lambda match: defaults.get(match.group(1), match.group(0)), item.arguments
+        )
+        return [argv for part in re.split(r"&&|;", text) if (argv := shlex.split(part))]
+
+    def commands(self) -> list[tuple[int, list[str]]]:
+        """Each shell command of every RUN as (stage, argv)."""
+        return [(item.stage, argv) for item in self.all("RUN") for argv in self.shell_commands(item)]
 
 
 def _logical_lines(text: str) -> list[str]:

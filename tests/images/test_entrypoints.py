@@ -1,40 +1,32 @@
-"""The images' commands, read from their Dockerfiles, work as local processes from the same locked install.
+"""The images' commands, read from their Dockerfiles, run as local processes from the image's own install.
 
-Real components: the project's .venv (synced from the same uv.lock the images export), Dagster's code
-server and its own gRPC client, dagster-dbt's ``prepare-and-package`` with dbt-duckdb, and the ``floe`` CLI.
-What this cannot show: the image's filesystem layout, user and base image (the kind e2e suite runs those).
+Each image's builder stage is replayed on this host (``builder_replay.py``): its ``uv export`` of uv.lock,
+the hashed install, the project wheel and the dbt ``prepare-and-package`` step, into a local /opt/venv.
+Then the runtime stage's CMD/ENTRYPOINT runs from that venv with the runtime stage's ENV. Real
+components: uv, Dagster's code server and its own gRPC client, dagster-dbt with dbt-duckdb, the floe CLI.
+What this cannot show: the base image's files and the uid 1000 user (the kind e2e suite runs the images).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from builder_replay import BuilderReplay
 from dockerfile_rules import Dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv/bin"
+UV = ROOT / ".tools/uv-venv/bin/uv"
 OPERATOR_DOCKERFILE = ROOT / "images/operator/Dockerfile"
 USER_CODE_DOCKERFILE = ROOT / "images/user-code/Dockerfile"
 E2E_DOCKERFILE = ROOT / "tests/e2e/image/Dockerfile"
-DEMO_PACKAGE = ROOT / "images/user-code/floe_demo"
-SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages/"
 CODE_SERVER_START_TIMEOUT_S = 180
-
-
-def local_argv(argv: list[str]) -> list[str]:
-    """The image's argv with its executable taken from the local .venv."""
-    executable = shutil.which(argv[0], path=str(VENV_BIN))
-    assert executable is not None, f"{argv[0]} is not installed in .venv"
-    return [executable, *argv[1:]]
 
 
 def replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -48,63 +40,53 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def prepare_command() -> list[str]:
-    """The Dockerfile's build-time ``dagster-dbt project prepare-and-package`` step, as argv."""
-    found = [argv for _, argv in Dockerfile.read(USER_CODE_DOCKERFILE).commands() if argv[0] == "dagster-dbt"]
-    assert len(found) == 1, "the user-code Dockerfile must prepare the dbt manifest exactly once"
-    return found[0]
-
-
 @pytest.fixture(scope="module")
-def prepared_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of floe_demo with its manifest prepared by the Dockerfile's own command, as the image has it.
-
-    The copy keeps the source tree free of dbt's target/ and stands where site-packages stands in the image.
-    """
-    site = tmp_path_factory.mktemp("site-packages")
-    ignore = shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__", "*.duckdb*")
-    shutil.copytree(DEMO_PACKAGE, site / "floe_demo", ignore=ignore)
-    argv = prepare_command()
-    argv = [arg.replace(SITE_PACKAGES, f"{site}/") for arg in argv]
-    assert any(str(site) in arg for arg in argv), f"prepare step does not use {SITE_PACKAGES}: {argv}"
-    subprocess.run(
-        local_argv(argv),
-        cwd=site,
-        env=image_env(site),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return site
+def user_code_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user-code image's /opt/venv, made by its own builder steps (dbt manifest prepared included)."""
+    venv = BuilderReplay(USER_CODE_DOCKERFILE, ROOT, tmp_path_factory.mktemp("user-code"), UV).run()
+    # Present before anything imports the demo, which would otherwise parse the dbt project itself.
+    manifests = list(venv.glob("lib/python3.*/site-packages/floe_demo/**/target/manifest.json"))
+    assert len(manifests) == 1, "the Dockerfile's prepare-and-package step made no dbt manifest"
+    return venv
 
 
-def image_env(site: Path, *extra_paths: Path) -> dict[str, str]:
-    """The user-code image's runtime ENV, with its paths pointed at local directories."""
-    home = site.parent / "dagster_home"
-    home.mkdir(exist_ok=True)
-    image = Dockerfile.read(USER_CODE_DOCKERFILE).final_env()
-    local_paths = {
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(site.parent),
-        "DAGSTER_HOME": str(home),
-        "DBT_TARGET_PATH": str(site.parent / "dbt-target"),
+def runtime_env(dockerfile: Path, venv: Path, *python_path: Path) -> dict[str, str]:
+    """The runtime stage's ENV, with its paths pointed at local directories next to ``venv``."""
+    scratch = venv.parent / "runtime"
+    (scratch / "dagster_home").mkdir(parents=True, exist_ok=True)
+    image = Dockerfile.read(dockerfile).final_env()
+    local = {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(scratch),
+        "DAGSTER_HOME": str(scratch / "dagster_home"),
+        "DBT_TARGET_PATH": str(scratch / "dbt-target"),
     }
-    assert local_paths.keys() <= image.keys(), "the user-code image no longer sets these variables"
-    python_path = os.pathsep.join(str(path) for path in (site, *extra_paths))
-    return os.environ | image | local_paths | {"PYTHONPATH": python_path}
+    env = os.environ | image | {name: value for name, value in local.items() if name in image}
+    env.pop("VIRTUAL_ENV", None)
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(str(path) for path in python_path)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def venv_argv(venv: Path, argv: list[str]) -> list[str]:
+    executable = venv / "bin" / argv[0]
+    assert executable.exists(), f"{argv[0]} is not installed in the image's venv"
+    return [str(executable), *argv[1:]]
 
 
 @pytest.fixture
-def code_server(prepared_demo: Path) -> Iterator[int]:
+def code_server(user_code_venv: Path) -> Iterator[int]:
     """The user-code image's CMD, on 127.0.0.1 and a free port; it and its children are stopped by pid."""
     port = free_port()
     argv = Dockerfile.read(USER_CODE_DOCKERFILE).exec_form("CMD")
     argv = replace_option(replace_option(argv, "-h", "127.0.0.1"), "-p", str(port))
+    env = runtime_env(USER_CODE_DOCKERFILE, user_code_venv)
     process = subprocess.Popen(
-        local_argv(argv),
-        env=image_env(prepared_demo),
-        cwd=prepared_demo.parent,
+        venv_argv(user_code_venv, argv),
+        env=env,
+        cwd=user_code_venv.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -156,8 +138,8 @@ def test_user_code_cmd_serves_the_demo_location_over_grpc(code_server: int) -> N
 
 
 @pytest.mark.slow
-def test_e2e_layer_adds_the_oom_probe_to_the_demo_definitions(prepared_demo: Path) -> None:
-    """The kind suite's code location (tests/e2e/image) loads on top of the prepared demo, as in its image."""
+def test_e2e_layer_adds_the_oom_probe_to_the_demo_definitions(user_code_venv: Path) -> None:
+    """The kind suite's code location (tests/e2e/image) loads on the user-code venv, as in its image."""
     module = Dockerfile.read(E2E_DOCKERFILE).exec_form("CMD")[-1]
     script = (
         f"import importlib; defs = importlib.import_module({module!r}).defs; "
@@ -165,8 +147,8 @@ def test_e2e_layer_adds_the_oom_probe_to_the_demo_definitions(prepared_demo: Pat
         "print(len(defs.resolve_all_job_defs()))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=image_env(prepared_demo, E2E_DOCKERFILE.parent),
+        venv_argv(user_code_venv, ["python", "-c", script]),
+        env=runtime_env(USER_CODE_DOCKERFILE, user_code_venv, E2E_DOCKERFILE.parent),
         capture_output=True,
         text=True,
         timeout=300,
@@ -178,13 +160,24 @@ def test_e2e_layer_adds_the_oom_probe_to_the_demo_definitions(prepared_demo: Pat
     assert int(job_count) >= 2  # the demo's jobs besides the probe
 
 
-def test_operator_entrypoint_runs_from_the_locked_install() -> None:
-    """The operator image's ENTRYPOINT with --help, from .venv: it parses its options and exits 0."""
+@pytest.mark.slow
+def test_operator_entrypoint_runs_from_the_operator_images_install(tmp_path: Path) -> None:
+    """The operator image's ENTRYPOINT with --help, from the venv its builder stage makes: it exits 0."""
+    venv = BuilderReplay(OPERATOR_DOCKERFILE, ROOT, tmp_path, UV).run()
     argv = Dockerfile.read(OPERATOR_DOCKERFILE).exec_form("ENTRYPOINT")
     assert argv == ["floe", "operator"]
     result = subprocess.run(
-        [*local_argv(argv), "--help"], capture_output=True, text=True, timeout=120, check=False
+        [*venv_argv(venv, argv), "--help"],
+        env=runtime_env(OPERATOR_DOCKERFILE, venv),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "--namespace" in result.stdout
     assert "--all-namespaces" in result.stdout
+    installed = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import dagster"], capture_output=True, check=False
+    )
+    assert installed.returncode != 0, "the operator image must not contain Dagster"
