@@ -19,9 +19,24 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
 
 
+def _sources_newer_than(manifest: Path) -> bool:
+    built = manifest.stat().st_mtime
+    sources = [
+        path
+        for path in DBT_PROJECT_DIR.rglob("*")
+        if path.suffix in (".sql", ".yml", ".yaml")
+        and "target" not in path.relative_to(DBT_PROJECT_DIR).parts
+    ]
+    return any(path.stat().st_mtime > built for path in sources)
+
+
 def ensure_manifest() -> Path:
-    """Parse the project when its manifest is missing (dev and tests; images prepare it at build time)."""
-    if not dbt_project.manifest_path.exists():
+    """Parse the project when its manifest is missing or older than a model, macro or YAML file.
+
+    For `make demo` and tests; images prepare the manifest at build time and never parse at import.
+    """
+    manifest = dbt_project.manifest_path
+    if not manifest.exists() or _sources_newer_than(manifest):
         from dagster_dbt import DbtCliResource
 
         DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()).cli(
