@@ -32,7 +32,8 @@ PLATFORM_FILE = E2E_DIR / "platform-e2e.yaml"
 E2E_IMAGE_CONTEXT = E2E_DIR / "image"
 CHART = ROOT / "charts/floe-platform"
 
-CLUSTER = os.environ.get("KIND_CLUSTER_NAME", "floe-e2e")
+DEFAULT_CLUSTER = "floe-e2e"  # the name in kind-config.yaml
+CLUSTER = os.environ.get("KIND_CLUSTER_NAME", DEFAULT_CLUSTER)
 NAMESPACE = "floe-e2e"
 RELEASE = "floe"
 PLATFORM_NAME = "floe"  # the FloePlatform's metadata.name, which the launcher's platformName defaults to
@@ -138,8 +139,10 @@ def cluster_exists() -> bool:
     return CLUSTER in run(["kind", "get", "clusters"]).stdout.split()
 
 
-def ensure_cluster(kubeconfig: Path) -> None:
-    if cluster_exists():
+def ensure_cluster(kubeconfig: Path) -> bool:
+    """Create the cluster unless it exists; whether an existing one is reused."""
+    reused = cluster_exists()
+    if reused:
         print(f"reusing kind cluster {CLUSTER}", flush=True)
     else:
         node_image = os.environ.get("KIND_NODE_IMAGE")
@@ -160,6 +163,7 @@ def ensure_cluster(kubeconfig: Path) -> None:
             ]
         )
     kubeconfig.write_text(run(["kind", "get", "kubeconfig", "--name", CLUSTER]).stdout)
+    return reused
 
 
 def build_and_load_images() -> None:
@@ -197,7 +201,11 @@ def install_chart(kubeconfig: Path) -> None:
     )
 
 
-def wait_for_workloads(deployment: Deployment) -> None:
+def wait_for_workloads(deployment: Deployment, restart: bool) -> None:
+    if restart:  # a reused cluster: the rebuilt images carry the same tags, so restart onto them
+        deployment.kubectl("rollout", "restart", "deployment")
+    for name in deployment.kubectl("get", "deployments", "--output", "name").split():
+        deployment.kubectl("rollout", "status", name, f"--timeout={WAIT_TIMEOUT}")
     deployment.kubectl(
         "wait", "--for=condition=Available", "deployment", "--all", f"--timeout={WAIT_TIMEOUT}"
     )
@@ -246,11 +254,11 @@ def deploy() -> Iterator[Deployment]:
     with tempfile.TemporaryDirectory(prefix="floe-e2e-") as workdir:
         kubeconfig = Path(workdir) / "kubeconfig"
         try:
-            ensure_cluster(kubeconfig)
+            reused = ensure_cluster(kubeconfig)
             build_and_load_images()
             install_chart(kubeconfig)
             deployment = Deployment(kubeconfig)
-            wait_for_workloads(deployment)
+            wait_for_workloads(deployment, restart=reused)
             apply_platform(deployment)
             yield deployment
         finally:

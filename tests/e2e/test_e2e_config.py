@@ -17,7 +17,7 @@ import yaml
 from dagster_api import RUN_MESSAGES_QUERY
 from deployment import (
     CHART,
-    CLUSTER,
+    DEFAULT_CLUSTER,
     E2E_IMAGE_CONTEXT,
     E2E_USER_CODE_IMAGE,
     KIND_CONFIG,
@@ -75,7 +75,7 @@ def test_prerequisites_pass_with_an_engine_and_all_tools(tmp_path: Path) -> None
 def test_kind_config_names_the_suites_cluster() -> None:
     config = yaml.safe_load(KIND_CONFIG.read_text())
     assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
-    assert config["name"] == CLUSTER
+    assert config["name"] == DEFAULT_CLUSTER
 
 
 def test_image_tags_are_the_charts_app_version() -> None:
