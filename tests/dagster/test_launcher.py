@@ -9,6 +9,8 @@ controller (no pods appear; tests create them), or label selectors (it ignores t
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -402,3 +404,53 @@ def _delete_jobs(cluster: EmulatedCluster) -> None:
     batch = kubernetes.client.BatchV1Api(cluster.api_client())
     for job in batch.list_namespaced_job(NAMESPACE).items:
         batch.delete_namespaced_job(job.metadata.name, NAMESPACE)
+
+
+def _chart_run_launcher() -> dict[str, Any]:
+    """The run_launcher section of the dagster.yaml the chart renders with its defaults (real helm v4)."""
+    root = Path(__file__).resolve().parents[2]
+    helm = shutil.which("helm") or str(root / ".tools" / "bin" / "helm")
+    rendered = subprocess.run(
+        [helm, "template", "floe", str(root / "charts" / "floe-platform"), "--namespace", NAMESPACE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc.get("kind") == "ConfigMap" and "dagster.yaml" in (doc.get("data") or {}):
+            section: dict[str, Any] = yaml.safe_load(doc["data"]["dagster.yaml"])["run_launcher"]
+            return section
+    raise AssertionError("the chart rendered no dagster.yaml")
+
+
+def test_the_charts_launcher_config_launches_a_run_on_its_default_profile(
+    kube_cluster: EmulatedCluster, make_instance: Any
+) -> None:
+    """The chart's rendered run_launcher (only the in-cluster login swapped for the emulator's kubeconfig)
+    is accepted by this class's config schema and launches on its default_profile."""
+    section = _chart_run_launcher()
+    assert (section["module"], section["class"]) == (
+        "floe_platform.dagster.launcher",
+        "ProfileK8sRunLauncher",
+    )
+    config = section["config"]
+    platform = load_platform_text(
+        f"""
+platform: {{name: {config["platform_name"]}}}
+infrastructure:
+  resource_profiles:
+    {config["default_profile"]}:
+      requests: {{cpu: 500m, memory: 1Gi}}
+      limits: {{cpu: "2", memory: 4Gi}}
+"""
+    )
+    core = kubernetes.client.CoreV1Api(kube_cluster.api_client())
+    for template in render_pod_templates(platform, namespace=config["job_namespace"]):
+        core.create_namespaced_pod_template(config["job_namespace"], template)
+    chart_config = {key: value for key, value in config.items() if key != "load_incluster_config"}
+    run = _launch(make_instance(**chart_config), "plain_job")
+    job = _only_job(kube_cluster)
+    assert run.tags[PROFILE_TAG] == config["default_profile"]
+    assert _container(job)["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert "AWS_ACCESS_KEY_ID" in _env(job)
