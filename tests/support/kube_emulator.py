@@ -18,12 +18,13 @@ import datetime
 import itertools
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp.web
 import kmock
 import kubernetes_validate
 import yaml
@@ -51,14 +52,30 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
 REQUEST_LOG_LIMIT = 50
 
 
+FaultHook = Callable[[Any], Awaitable["aiohttp.web.StreamResponse | None"]]
+"""Called with each kmock request before the emulator serves it: return a response to answer with instead
+(the request then changes nothing, as a request the API server refused), or None to serve it normally.
+It may sleep first to make the answer slow. Used by tests/faults for 5xx, 409, 410 and slow responses."""
+
+
 class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
-    """kmock's emulator plus the metadata an API server assigns, and a bounded request log."""
+    """kmock's emulator plus the metadata an API server assigns, and a bounded request log.
+
+    Opt-in: ``fault_hook`` (see ``FaultHook``) and ``honour_label_selectors`` (equality and existence
+    selectors filter lists, as a real API server does; set-based ones are ignored).
+    """
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
+        self.fault_hook: FaultHook | None = None
+        self.honour_label_selectors = False
 
     async def _handle(self, request: Any) -> Any:
+        if self.fault_hook is not None:
+            injected = await self.fault_hook(request)
+            if injected is not None:
+                return injected
         if request.resource is not None:
             self._stamp_server_fields(request)
         try:
@@ -105,6 +122,35 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         else:
             data.append({"op": "add", "path": "/metadata/generation", "value": generation})
 
+    async def _serve_list(self, request: Any) -> Any:
+        listing = await super()._serve_list(request)
+        selector = (request.params or {}).get("labelSelector")
+        if self.honour_label_selectors and selector:
+            listing["items"] = [item for item in listing["items"] if _selected(selector, item)]
+        return listing
+
+
+def _selected(selector: str, item: dict[str, Any]) -> bool:
+    """Whether ``item``'s labels match an equality/existence selector such as ``a=b,c!=d,e,!f``."""
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    for term in (part.strip() for part in selector.split(",")):
+        if "(" in term or not term:
+            continue  # set-based terms are not emulated
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
 
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -113,8 +159,9 @@ def _now() -> str:
 class EmulatedCluster:
     """An ``ApiServerEmulator`` served over HTTP from a background thread, with a kubeconfig for it."""
 
-    def __init__(self, workdir: Path, namespace: str = "floe") -> None:
+    def __init__(self, workdir: Path, namespace: str = "floe", honour_label_selectors: bool = False) -> None:
         self.namespace = namespace
+        self.honour_label_selectors = honour_label_selectors
         self.kubeconfig_path = workdir / "kubeconfig.yaml"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kube-emulator", daemon=True)
@@ -140,6 +187,7 @@ class EmulatedCluster:
         self._stack = AsyncExitStack()
         await self._stack.__aenter__()
         self.emulator = await self._stack.enter_async_context(ApiServerEmulator())
+        self.emulator.honour_label_selectors = self.honour_label_selectors
         server = await self._stack.enter_async_context(kmock.Server(self.emulator))
         for resource, kind, namespaced in RESOURCES:
             info = self.emulator.resources[resource]
@@ -184,8 +232,10 @@ class EmulatedCluster:
 
 
 @contextmanager
-def emulated_cluster(workdir: Path, namespace: str = "floe") -> Iterator[EmulatedCluster]:
-    cluster = EmulatedCluster(workdir, namespace).start()
+def emulated_cluster(
+    workdir: Path, namespace: str = "floe", honour_label_selectors: bool = False
+) -> Iterator[EmulatedCluster]:
+    cluster = EmulatedCluster(workdir, namespace, honour_label_selectors).start()
     try:
         yield cluster
     finally:
