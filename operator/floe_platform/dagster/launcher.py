@@ -19,6 +19,7 @@ sentence naming the profile and its limit (hooked into run-worker health checks 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,7 @@ from floe_platform.dagster.profiles import (
 from floe_platform.render import PROFILE_LABEL, template_name
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 
+LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
 _NOT_FOUND = 404
 
@@ -312,7 +314,16 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         """One sentence when a pod of this run's Job was OOMKilled, else None."""
         namespace = super().get_container_context_for_run(run).namespace
         job_name = _job_name(run.run_id, resume_attempt_number=self._get_resume_attempt_number(run))
-        pods = self._api_client.core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        try:
+            pods = self._api_client.core_api.list_namespaced_pod(
+                namespace, label_selector=f"job-name={job_name}"
+            )
+        except kubernetes.client.ApiException:
+            # No pod access must not break run monitoring: the stock message still goes out.
+            LOGGER.warning(
+                "Could not list the pods of Job %s to look for an OOM kill", job_name, exc_info=True
+            )
+            return None
         for pod in pods.items:
             # Filtered here as well: the selector is a server-side convenience, not a guarantee.
             if (pod.metadata.labels or {}).get("job-name") != job_name:
