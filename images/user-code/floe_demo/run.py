@@ -51,6 +51,9 @@ def prepare_environment(workdir: Path, duckdb_env: Mapping[str, str], scale: int
     warehouse = (workdir / "warehouse.duckdb").resolve()
     dagster_home = (workdir / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_file = dagster_home / "dagster.yaml"
+    if not instance_file.exists():  # sqlite storage is the default; say so, and keep the demo offline
+        instance_file.write_text("telemetry:\n  enabled: false\n")
     Path(duckdb_env["DUCKDB_TEMP_DIRECTORY"]).mkdir(parents=True, exist_ok=True)
     os.environ.update(duckdb_env)
     os.environ.update(
