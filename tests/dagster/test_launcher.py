@@ -454,3 +454,21 @@ infrastructure:
     assert run.tags[PROFILE_TAG] == config["default_profile"]
     assert _container(job)["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
     assert "AWS_ACCESS_KEY_ID" in _env(job)
+
+
+@pytest.mark.parametrize(("cache_seconds", "expected_memory"), [(0, "3Gi"), (300, "2Gi")])
+def test_templates_are_cached_for_profile_cache_seconds(
+    cluster: EmulatedCluster, make_instance: Any, cache_seconds: int, expected_memory: str
+) -> None:
+    """A template changed in the API (as the operator would change it) is seen once the cache expires."""
+    instance = make_instance(profile_cache_seconds=cache_seconds)
+    _launch(instance, "plain_job", tags={PROFILE_TAG: "small"})
+    _delete_jobs(cluster)
+    core = kubernetes.client.CoreV1Api(cluster.api_client())
+    template = core.api_client.sanitize_for_serialization(
+        core.read_namespaced_pod_template("acme-small", NAMESPACE)
+    )
+    template["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "3Gi"
+    core.patch_namespaced_pod_template("acme-small", NAMESPACE, {"template": template["template"]})
+    _launch(instance, "plain_job", tags={PROFILE_TAG: "small"})
+    assert _container(_only_job(cluster))["resources"]["limits"]["memory"] == expected_memory
