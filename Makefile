@@ -33,10 +33,11 @@ install: $(VENV)/.installed $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl ## Create .ve
 
 demo: install ## Run the main job on embedded defaults (local DuckDB file, no cluster).
 	floe validate platform-config/platform/local/platform.yaml
-	floe render platform-config/platform/local/platform.yaml
+	python -m floe_demo.run
 
 test: install ## Lint, type-check and run every test (kind e2e is skipped where Docker or kind is missing).
 	$(MAKE) --no-print-directory lint
+	scripts/localstack.sh
 	pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict on the source and tests.

@@ -53,6 +53,16 @@ def test_derived_names_are_those_the_profile_left_to_the_renderer() -> None:
         "metadata": {**TEMPLATE["metadata"], "annotations": {DERIVED_ENV_ANNOTATION: "DUCKDB_THREADS"}},
     }
     assert derived_env_names(marked) == {"DUCKDB_THREADS"}
+    unmarked = {**TEMPLATE, "metadata": {**TEMPLATE["metadata"], "annotations": {}}}
+    assert derived_env_names(unmarked) == frozenset()  # not made by floe: nothing is recomputed
+
+
+def test_explicit_value_equal_to_the_derived_one_is_still_explicit() -> None:
+    profile = PLATFORM.infrastructure.resource_profiles["mixed"].model_copy(
+        update={"env": {"DUCKDB_THREADS": derived_threads(2)}}  # type: ignore[arg-type]
+    )
+    template = render_pod_template("floe", "mixed", profile)
+    assert "DUCKDB_THREADS" not in derived_env_names(template)
 
 
 def test_template_becomes_container_pod_spec_and_metadata_config() -> None:

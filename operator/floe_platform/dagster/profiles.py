@@ -19,12 +19,12 @@ from typing import Any
 from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.render import CONTAINER_NAME, HASH_ANNOTATION, PROFILE_LABEL
 from floe_platform.render.duckdb import DUCKDB_ENV_NAMES, duckdb_env
+from floe_platform.render.podtemplate import DERIVED_ENV_ANNOTATION
 
 PROFILE_TAG = "floe/resource-profile"
 """Run, job or op tag naming the resource profile of a run."""
 MEMORY_LIMIT_TAG = "floe/memory-limit"
 """Set by the launcher on each run it launches: the effective memory limit, for the OOM message."""
-DERIVED_ENV_ANNOTATION = "floe.dev/derived-env"
 """Optional PodTemplate annotation listing (comma-separated) the DUCKDB_* names derived from limits.
 Without it, a DUCKDB_* value counts as derived when it equals what the limits derive."""
 
@@ -121,18 +121,13 @@ def _env_values(env: Iterable[Mapping[str, Any]]) -> dict[str, str | None]:
 
 
 def derived_env_names(pod_template: Mapping[str, Any]) -> frozenset[str]:
-    """The DUCKDB_* names the renderer derived from the template's limits (not set by the profile)."""
+    """The DUCKDB_* names the renderer derived from the template's limits (not set by the profile).
+
+    The renderer lists them in an annotation; a template without it (not made by floe) has none.
+    """
     annotations = pod_template["metadata"].get("annotations") or {}
-    if DERIVED_ENV_ANNOTATION in annotations:
-        marked = {name.strip() for name in annotations[DERIVED_ENV_ANNOTATION].split(",")}
-        return frozenset(marked & set(DUCKDB_ENV_NAMES))
-    container = run_container(pod_template)
-    memory, cpu = _limits(container.get("resources"))
-    if memory is None or cpu is None:
-        return frozenset()
-    would_derive = duckdb_env(memory, cpu, {})
-    values = _env_values(container.get("env") or [])
-    return frozenset(name for name in DUCKDB_ENV_NAMES if values.get(name) == would_derive[name])
+    marked = {name.strip() for name in annotations.get(DERIVED_ENV_ANNOTATION, "").split(",")}
+    return frozenset(marked & set(DUCKDB_ENV_NAMES))
 
 
 def last_value_wins(env: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

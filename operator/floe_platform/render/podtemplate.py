@@ -13,13 +13,16 @@ import json
 from typing import Any
 
 from floe_platform.config.models import PlatformConfig, ResourceProfile, Toleration
-from floe_platform.render.duckdb import TEMP_DIRECTORY, duckdb_env
+from floe_platform.render.duckdb import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
 
 CONTAINER_NAME = "dagster"
 TEMP_VOLUME_NAME = "duckdb-temp"
 PROFILE_LABEL = "floe.dev/profile"
 PLATFORM_LABEL = "floe.dev/platform"
 HASH_ANNOTATION = "floe.dev/profile-hash"
+DERIVED_ENV_ANNOTATION = "floe.dev/derived-env"
+"""Comma-separated DUCKDB_* names the renderer derived from the limits (the launcher recomputes only
+these when a higher layer overrides the limits; values the profile set stay as written)."""
 RUN_USER_ID = 1000
 
 
@@ -109,7 +112,10 @@ def render_pod_template(
     metadata: dict[str, Any] = {
         "name": template_name(platform_name, profile_name),
         "labels": labels,
-        "annotations": {HASH_ANNOTATION: profile_hash(profile)},
+        "annotations": {
+            HASH_ANNOTATION: profile_hash(profile),
+            DERIVED_ENV_ANNOTATION: ",".join(name for name in DUCKDB_ENV_NAMES if name not in profile.env),
+        },
     }
     if namespace:
         metadata["namespace"] = namespace
