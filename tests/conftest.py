@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from support.kube_emulator import EmulatedCluster, emulated_cluster
+from support.localstack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,3 +23,13 @@ def kube_cluster(tmp_path: Path) -> Iterator[EmulatedCluster]:
     """A fresh Kubernetes API emulator (kmock over real HTTP) with a kubeconfig in ``tmp_path``."""
     with emulated_cluster(tmp_path) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def localstack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real LocalStack S3 endpoint shared by the whole session (it takes about 20 s to start)."""
+    localstack = LocalStack(tmp_path_factory.mktemp("localstack")).start()
+    try:
+        yield localstack.endpoint
+    finally:
+        localstack.stop()

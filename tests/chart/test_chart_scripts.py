@@ -1,90 +1,37 @@
 """The chart's scripts (files/*.py), run as the hook Job and `helm test` run them, against real LocalStack.
 
-LocalStack (open source, S3 only) runs on the host under Python 3.13 from `.tools/localstack-venv`
-(`scripts/localstack.sh`), started and stopped by this module by pid. The scripts run under the project
-venv's Python, whose boto3 is the one the user-code image ships. The webserver the smoke test calls is a
-stand-in: a local HTTP server answering `/server_info` as dagster-webserver does; it cannot show that
-the real webserver is up.
+LocalStack (open source, S3 only) runs on the host under Python 3.13, one per session, stopped by pid
+(tests/support/localstack.py). The scripts run under the project venv's Python, whose boto3 is the one
+the user-code image ships. The webserver the smoke test calls is a stand-in: a local HTTP server
+answering `/server_info` as dagster-webserver does; it cannot show that the real webserver is up.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from chart_render import CHART, ROOT
+from chart_render import CHART
 
-LOCALSTACK_PYTHON = ROOT / ".tools" / "localstack-venv" / "bin" / "python"
-READY_TIMEOUT = 90
+from support.localstack import free_port
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "chart-test", "AWS_SECRET_ACCESS_KEY": "chart-test-secret"}
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_ready(process: subprocess.Popen[str], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if "Ready." in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise RuntimeError(f"LocalStack did not report Ready.: {log.read_text(errors='replace')[-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real LocalStack S3 endpoint for this module; stopped by its pid afterwards."""
-    if not LOCALSTACK_PYTHON.exists():
-        pytest.skip(f"LocalStack venv missing at {LOCALSTACK_PYTHON}; create it with scripts/localstack.sh")
-    workdir = tmp_path_factory.mktemp("localstack")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-        "SERVICES": "s3",
-        "LOCALSTACK_VOLUME_DIR": str(workdir / "volume"),
-        "TMPDIR": str(workdir),
-    }
-    log = workdir / "localstack.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    try:
-        _wait_ready(process, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: only LocalStack and its children
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+@pytest.fixture
+def localstack(localstack_endpoint: str) -> str:
+    """The session's real LocalStack (tests/conftest.py); each test uses buckets of its own."""
+    return localstack_endpoint
 
 
 def _s3(endpoint: str) -> Any:
@@ -139,7 +86,7 @@ def test_bucket_hook_is_idempotent_and_applies_a_new_retention(localstack: str) 
 
 
 def test_bucket_hook_gives_up_with_a_reason_when_s3_never_answers() -> None:
-    env = {**_bucket_env(f"http://127.0.0.1:{_free_port()}", "nowhere", 30), "WAIT_SECONDS": "1"}
+    env = {**_bucket_env(f"http://127.0.0.1:{free_port()}", "nowhere", 30), "WAIT_SECONDS": "1"}
     result = _run_script("create-bucket.py", env)
     assert result.returncode != 0
     assert "did not answer within 1s" in result.stderr
@@ -202,6 +149,6 @@ def test_helm_test_fails_naming_a_missing_bucket(localstack: str, webserver_stan
 
 
 def test_helm_test_fails_when_the_webserver_does_not_answer() -> None:
-    result = _run_script("smoke-test.py", {"WEBSERVER_URL": f"http://127.0.0.1:{_free_port()}"})
+    result = _run_script("smoke-test.py", {"WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"})
     assert result.returncode != 0
     assert "helm test failed: URLError" in result.stderr
