@@ -359,7 +359,7 @@ def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: st
 
 
 def values_reference(defaults: dict[str, Any]) -> str:
-    """The values reference table of docs/install.md: every key, its default in ``defaults``
+    """The README's values reference table: every key, its default in ``defaults``
     (values.yaml) and the model's description of it."""
     header = ["| Key | Default | Description |", "|---|---|---|"]
     return "\n".join([*header, *_reference_rows(ChartValues, defaults, "")]) + "\n"

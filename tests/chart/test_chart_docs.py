@@ -1,5 +1,6 @@
-"""docs/install.md stays true: its values reference is generated, its example values file installs, and
-its list of objects is exactly what the default install creates (real helm v4 renders; no cluster)."""
+"""The README's "Install on Kubernetes" section stays true: its values reference is generated, its example
+values file installs, and its object list is exactly what the default install creates (real helm v4
+renders; no cluster)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from chart_render import CHART, ROOT, Rendered, render
 
 from floe_platform.chart_values import values_reference
 
-INSTALL_DOC = ROOT / "docs" / "install.md"
+INSTALL_DOC = ROOT / "README.md"
 
 
 def _between(text: str, start: str, end: str) -> str:
