@@ -192,3 +192,20 @@ def test_operator_image_leaves_dagster_out(tmp_path: Path) -> None:
     """The operator extra alone: no Dagster or dbt in the operator image."""
     requirements = _exported_requirements("operator", tmp_path)
     assert not {"dagster", "dbt-core", "duckdb"} & requirements.keys()
+
+
+@pytest.mark.parametrize("extra", sorted(DOCKERFILES))
+def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies(extra: str) -> None:
+    """The root .dockerignore starts from nothing (`**`) and re-admits paths with `!`: every COPY source
+    of the root-context Dockerfiles must be re-admitted, or the build fails on a missing file."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "**"
+    admitted = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copies = [
+        item
+        for item in Dockerfile.read(DOCKERFILES[extra]).all("COPY")
+        if not item.arguments.startswith("--")
+    ]
+    sources = {source.rstrip("/") for item in copies for source in item.arguments.split()[:-1]}
+    assert sources <= admitted, sources - admitted
