@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prerequisites import find_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
 KIND_CONFIG = E2E_DIR / "kind-config.yaml"
@@ -70,7 +72,7 @@ def run(
     """Run a command, echoing it; raise with its output when it fails."""
     print(f"+ {shlex.join(argv)}", flush=True)
     result = subprocess.run(
-        list(argv),
+        [find_tool(argv[0]) or argv[0], *argv[1:]],
         input=stdin,
         capture_output=True,
         text=True,
@@ -120,7 +122,12 @@ class Deployment:
             f"service/{self.service_name(component)}",
             f":{remote_port}",
         ]
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [find_tool("kubectl") or "kubectl", *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             assert process.stdout is not None
             first_line = process.stdout.readline()

@@ -9,12 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 NO_DOCKER = "`docker` is not on PATH (install Docker)"
 NO_ENGINE = "`docker info` failed: {detail} (start the Docker engine)"
 NO_KIND = "`kind` is not on PATH (install kind: https://kind.sigs.k8s.io)"
 NO_TOOL = "`{tool}` is not on PATH (run `make install`)"
 DOCKER_INFO_TIMEOUT_S = 20
+# Where `make install` puts helm and kubectl when they are not on PATH.
+PROJECT_TOOLS = Path(__file__).resolve().parents[2] / ".tools/bin"
+
+
+def find_tool(name: str, path: str | None = None) -> str | None:
+    """``name`` on ``path`` (default $PATH), else in the project's .tools/bin."""
+    search = os.environ.get("PATH", "") if path is None else path
+    return shutil.which(name, path=f"{search}{os.pathsep}{PROJECT_TOOLS}")
 
 
 def _engine_problem(docker: str) -> str | None:
@@ -46,9 +55,7 @@ def missing_prerequisites(path: str | None = None) -> list[str]:
         problems.append(engine)
     if shutil.which("kind", path=search) is None:
         problems.append(NO_KIND)
-    problems += [
-        NO_TOOL.format(tool=tool) for tool in ("helm", "kubectl") if shutil.which(tool, path=search) is None
-    ]
+    problems += [NO_TOOL.format(tool=tool) for tool in ("helm", "kubectl") if find_tool(tool, search) is None]
     return problems
 
 
