@@ -8,6 +8,7 @@ would put a version into the image that the lock and the tests never saw.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -57,8 +58,6 @@ class Dockerfile:
 
     def exec_form(self, keyword: str) -> list[str]:
         """The argv of the last ENTRYPOINT or CMD, which must be written in exec (JSON) form."""
-        import json
-
         found = self.all(keyword)
         if not found:
             raise LookupError(f"no {keyword} instruction")
