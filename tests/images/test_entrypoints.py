@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,14 @@ OPERATOR_DOCKERFILE = ROOT / "images/operator/Dockerfile"
 USER_CODE_DOCKERFILE = ROOT / "images/user-code/Dockerfile"
 E2E_DOCKERFILE = ROOT / "tests/e2e/image/Dockerfile"
 CODE_SERVER_START_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class CodeServer:
+    port: int
+    manifest: Path
+    manifest_mtime_ns: int
+    """mtime of the build-time dbt manifest just before the server started."""
 
 
 def replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -45,9 +54,14 @@ def user_code_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The user-code image's /opt/venv, made by its own builder steps (dbt manifest prepared included)."""
     venv = BuilderReplay(USER_CODE_DOCKERFILE, ROOT, tmp_path_factory.mktemp("user-code"), UV).run()
     # Present before anything imports the demo, which would otherwise parse the dbt project itself.
-    manifests = list(venv.glob("lib/python3.*/site-packages/floe_demo/**/target/manifest.json"))
-    assert len(manifests) == 1, "the Dockerfile's prepare-and-package step made no dbt manifest"
+    assert len(installed_manifests(venv)) == 1, (
+        "the Dockerfile's prepare-and-package step made no dbt manifest"
+    )
     return venv
+
+
+def installed_manifests(venv: Path) -> list[Path]:
+    return list(venv.glob("lib/python3.*/site-packages/floe_demo/**/target/manifest.json"))
 
 
 def runtime_env(dockerfile: Path, venv: Path, *python_path: Path) -> dict[str, str]:
@@ -77,12 +91,14 @@ def venv_argv(venv: Path, argv: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def code_server(user_code_venv: Path) -> Iterator[int]:
+def code_server(user_code_venv: Path) -> Iterator[CodeServer]:
     """The user-code image's CMD, on 127.0.0.1 and a free port; it and its children are stopped by pid."""
     port = free_port()
     argv = Dockerfile.read(USER_CODE_DOCKERFILE).exec_form("CMD")
     argv = replace_option(replace_option(argv, "-h", "127.0.0.1"), "-p", str(port))
     env = runtime_env(USER_CODE_DOCKERFILE, user_code_venv)
+    manifest = installed_manifests(user_code_venv)[0]
+    built = manifest.stat().st_mtime_ns
     process = subprocess.Popen(
         venv_argv(user_code_venv, argv),
         env=env,
@@ -91,7 +107,7 @@ def code_server(user_code_venv: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield port
+        yield CodeServer(port, manifest, built)
     finally:
         stop_process_tree(process)
 
@@ -114,12 +130,13 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_user_code_cmd_serves_the_demo_location_over_grpc(code_server: int) -> None:
-    """dagster's own gRPC client: the health check answers SERVING and the location lists its repository."""
+def test_user_code_cmd_serves_the_demo_location_over_grpc(code_server: CodeServer) -> None:
+    """dagster's own gRPC client: the health check answers SERVING and the location lists its repository,
+    using the build-time manifest as it is (a pod cannot rewrite the installed package)."""
     from dagster._api.list_repositories import sync_list_repositories_grpc
     from dagster._grpc.client import DagsterGrpcClient
 
-    client = DagsterGrpcClient(port=code_server, host="127.0.0.1")
+    client = DagsterGrpcClient(port=code_server.port, host="127.0.0.1")
     deadline = time.monotonic() + CODE_SERVER_START_TIMEOUT_S
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -131,6 +148,9 @@ def test_user_code_cmd_serves_the_demo_location_over_grpc(code_server: int) -> N
             time.sleep(1)
             continue
         assert [symbol.repository_name for symbol in response.repository_symbols] == ["__repository__"]
+        assert code_server.manifest.stat().st_mtime_ns == code_server.manifest_mtime_ns, (
+            "the code server re-parsed the dbt project at start"
+        )
         return
     pytest.fail(
         f"code server did not serve floe_demo.definitions in {CODE_SERVER_START_TIMEOUT_S} s: {last_error}"
