@@ -40,3 +40,14 @@ def test_readme_reference_table_is_generated_from_the_models() -> None:
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- reference:start -->\n", 1)[1].split("<!-- reference:end -->", 1)[0]
     assert table == reference_table(), "regenerate the README table with `make schemas`"
+
+
+def test_package_version_chart_app_version_and_run_image_tag_agree() -> None:
+    from importlib.metadata import version
+
+    import floe_platform
+    from floe_platform.render.podtemplate import RUN_IMAGE
+
+    chart = yaml.safe_load((ROOT / "charts/floe-platform/Chart.yaml").read_text())
+    assert floe_platform.__version__ == version("floe-platform") == chart["appVersion"]
+    assert RUN_IMAGE.endswith(f":{chart['appVersion']}")

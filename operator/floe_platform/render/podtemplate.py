@@ -12,10 +12,15 @@ import hashlib
 import json
 from typing import Any
 
+from floe_platform import __version__
 from floe_platform.config.models import PlatformConfig, ResourceProfile, Toleration
 from floe_platform.render.duckdb import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
 
 CONTAINER_NAME = "dagster"
+RUN_IMAGE = f"floe-platform/user-code:{__version__}"
+"""The API server requires an image in a PodTemplate's containers. Dagster decides the run's real image (the
+code location's), and the run launcher never copies this one; it is the user-code image of this release so
+that the template is also runnable as it stands."""
 TEMP_VOLUME_NAME = "duckdb-temp"
 PROFILE_LABEL = "floe.dev/profile"
 PLATFORM_LABEL = "floe.dev/platform"
@@ -74,6 +79,7 @@ def _toleration(toleration: Toleration) -> dict[str, Any]:
 def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
     container = {
         "name": CONTAINER_NAME,
+        "image": RUN_IMAGE,
         "resources": {
             "requests": {"cpu": profile.requests.cpu, "memory": profile.requests.memory},
             "limits": {"cpu": profile.limits.cpu, "memory": profile.limits.memory},
