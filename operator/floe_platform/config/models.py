@@ -278,9 +278,7 @@ class PlatformMeta(StrictModel):
 class PlatformConfig(StrictModel):
     """The whole platform.yaml."""
 
-    version: Annotated[
-        Literal["1"], BeforeValidator(_version_text), WithJsonSchema({"enum": ["1", 1]})
-    ] = "1"
+    version: Annotated[Literal["1"], BeforeValidator(_version_text), WithJsonSchema({"enum": ["1", 1]})] = "1"
     """Version of the platform.yaml format."""
     platform: PlatformMeta = PlatformMeta()
     infrastructure: Infrastructure
