@@ -28,6 +28,7 @@ import aiohttp.web
 import kmock
 import kubernetes_validate
 import yaml
+from jsonpointer import resolve_pointer
 from kmock._internal import enums
 
 T = TypeVar("T")
@@ -50,6 +51,7 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
 # kmock matches every request against its whole request log; clearing it keeps requests O(1) (FACTS.md:
 # 1000 creates took 149 s untrimmed, 7.9 s trimmed). Tests never assert on that log.
 REQUEST_LOG_LIMIT = 50
+_MISSING = object()
 
 
 FaultHook = Callable[[Any], Awaitable["aiohttp.web.StreamResponse | None"]]
@@ -77,12 +79,34 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if injected is not None:
                 return injected
         if request.resource is not None:
+            failed_test = self._failed_json_patch_test(request)
+            if failed_test is not None:
+                return await self._render_error(failed_test)
             self._stamp_server_fields(request)
         try:
             return await super()._handle(request)
         finally:
             if len(self._requests) > REQUEST_LOG_LIMIT:
                 self._requests.clear()
+
+    def _failed_json_patch_test(self, request: Any) -> kmock.KubernetesError | None:
+        """A JSON patch whose `test` op fails is refused with 422, as kube-apiserver does; kmock says 500,
+        which clients (kopf) retry as a server fault instead of re-reading the object."""
+        if request.action != enums.action.UPDATE or not isinstance(request.data, list):
+            return None
+        key = (request.resource, request.namespace, request.name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        current = self._objects[key].raw
+        for op in request.data:
+            if op.get("op") == "test" and resolve_pointer(current, op["path"], _MISSING) != op.get("value"):
+                return kmock.KubernetesError(
+                    status=422,
+                    reason="Invalid",
+                    message=f"the server rejected our request: testing value {op['path']} failed",
+                    details={"name": request.name},
+                )
+        return None
 
     def _stamp_server_fields(self, request: Any) -> None:
         version = str(next(self._versions))
