@@ -205,13 +205,3 @@ def test_floe_operator_needs_exactly_one_of_namespace_or_all_namespaces(argument
     result = CliRunner().invoke(main, ["operator", *arguments])
     assert result.exit_code == 1
     assert "give --namespace NS (repeatable) or --all-namespaces" in result.output
-
-
-def test_floe_validate_stays_free_of_kopf_and_the_kubernetes_client() -> None:
-    """`floe operator` imports them lazily; the rest of the CLI (and `floe crd`) never does."""
-    probe = (
-        "import sys; from floe_platform.cli import main; from floe_platform.crd import dump_crd_yaml;"
-        "dump_crd_yaml(); print(sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes'}))"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"

@@ -26,10 +26,12 @@ def test_example_platforms_validate_against_the_json_schema() -> None:
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
 
-def test_config_render_and_cli_import_no_kubernetes_client_kopf_or_dagster() -> None:
-    """The pure core is plain functions over plain data (checked in a fresh interpreter)."""
+def test_pure_core_and_cli_import_no_kubernetes_client_kopf_or_dagster() -> None:
+    """The pure core is plain functions over plain data, checked in a fresh interpreter: config, render,
+    the schemas, the CRD, and the CLI (which imports kopf and the client lazily, in `floe operator`)."""
     probe = (
         "import sys, floe_platform.config, floe_platform.render, floe_platform.schema, floe_platform.cli;"
+        "from floe_platform.crd import dump_crd_yaml; dump_crd_yaml();"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'kopf', 'dagster', 'duckdb'}))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
