@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -22,11 +23,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from floe_platform.config import parse_platform
-from floe_platform.crd import GROUP, PLURAL, VERSION
+from floe_platform.crd import GROUP, VERSION
 from floe_platform.render import HASH_ANNOTATION, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 
 CRD_API_VERSION = f"{GROUP}/{VERSION}"
+WATCH_IDLE_SECONDS = 5
 
 
 def profile_spec(index: int, memory_mib: int = 1024) -> dict[str, Any]:
@@ -116,6 +118,59 @@ def list_templates(api_client: Any, namespace: str) -> list[dict[str, Any]]:
     response = core.list_namespaced_pod_template(namespace, _preload_content=False)
     items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
     return items
+
+
+class TemplateWatch(threading.Thread):
+    """Follows a namespace's PodTemplates over one raw watch stream and notes when they match ``expected``.
+
+    Cheaper than polling lists (which would load the emulator with megabytes per poll) and exact to the
+    event: ``converged_at`` is the ``perf_counter`` time of the event that completed the set.
+    """
+
+    def __init__(self, url: str, namespace: str, expected: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{url}/api/v1/namespaces/{namespace}/podtemplates?watch=true"
+        self.expected = expected
+        self.live: dict[str, dict[str, Any]] = {}
+        self.right: set[str] = set()
+        self.converged = threading.Event()
+        self.converged_at = 0.0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.live, self.right = {}, set()  # a new watch replays every object as ADDED
+            request = urllib.request.Request(self.url, headers={"Authorization": "Bearer emulator-token"})
+            try:
+                with urllib.request.urlopen(request, timeout=WATCH_IDLE_SECONDS) as response:
+                    for line in response:
+                        if self._stop.is_set():
+                            return
+                        if line.strip():
+                            self._apply(json.loads(line))
+            except (TimeoutError, OSError):
+                continue  # idle for a while (or closed): watch again unless stopped
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        item = event.get("object") or {}
+        name = (item.get("metadata") or {}).get("name")
+        if name is None or event.get("type") == "ERROR":
+            return
+        if event["type"] == "DELETED":
+            self.live.pop(name, None)
+        else:
+            self.live[name] = dict(item)
+        if name in self.expected and event["type"] != "DELETED" and _same_template(item, self.expected[name]):
+            self.right.add(name)
+        else:
+            self.right.discard(name)
+        if len(self.right) == len(self.expected) and not self.converged.is_set():
+            self.converged_at = time.perf_counter()
+            self.converged.set()
+
+    def close(self) -> None:
+        """Stop following; the thread ends at its next line or idle timeout (it is a daemon either way)."""
+        self._stop.set()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
