@@ -112,7 +112,7 @@ def _same_template(live: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 
 def list_templates(api_client: Any, namespace: str) -> list[dict[str, Any]]:
     """Every PodTemplate in ``namespace`` as plain JSON (one request)."""
-    import kubernetes
+    import kubernetes  # type: ignore[import-untyped]
 
     core = kubernetes.client.CoreV1Api(api_client)
     response = core.list_namespaced_pod_template(namespace, _preload_content=False)

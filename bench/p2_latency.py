@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import kubernetes
+import kubernetes  # type: ignore[import-untyped]
 
 from bench.core import Check, Figure, Outcome
 from bench.emulator import emulated_cluster

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import kubernetes
+import kubernetes  # type: ignore[import-untyped]
 import pytest
 import yaml
 

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import kubernetes
+import kubernetes  # type: ignore[import-untyped]
 import pytest
 from fault_plan import FaultPlan, Rule
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
+import kubernetes  # type: ignore[import-untyped]
 import pytest
 from fault_plan import FaultPlan, Rule, observer_client
 

@@ -147,7 +147,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             data.append({"op": "add", "path": "/metadata/generation", "value": generation})
 
     async def _serve_list(self, request: Any) -> Any:
-        listing = await super()._serve_list(request)
+        listing: dict[str, Any] = await super()._serve_list(request)
         selector = (request.params or {}).get("labelSelector")
         if self.honour_label_selectors and selector:
             listing["items"] = [item for item in listing["items"] if _selected(selector, item)]
