@@ -1,0 +1,35 @@
+"""One writer process of the contention test: append batches through the project's DuckDB resource.
+
+Usage: ``python duckdb_writer.py DATABASE WRITER BATCHES ROWS START_FILE``. Waits for START_FILE so that all
+writers begin together, opens a new connection per batch (as a Dagster asset does per materialization),
+and prints ``{"writer": .., "retries": ..}`` with the lock retries ``FloeDuckDBResource`` made.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from floe_platform.dagster.duckdb import LOCK_RETRIES, FloeDuckDBResource
+
+HOLD_SECONDS = 0.01  # keep the file a moment, as a real transformation would
+
+
+def main(database: str, writer: int, batches: int, rows: int, start_file: str) -> None:
+    while not Path(start_file).exists():
+        time.sleep(0.005)
+    resource = FloeDuckDBResource(database=database, max_retries=20)
+    for batch in range(batches):
+        with resource.get_connection() as connection:
+            connection.execute(
+                "INSERT INTO appended SELECT $writer, $batch, i FROM range($rows) AS r(i)",
+                {"writer": writer, "batch": batch, "rows": rows},
+            )
+            time.sleep(HOLD_SECONDS)
+    print(json.dumps({"writer": writer, "retries": LOCK_RETRIES.value}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])

@@ -1,0 +1,54 @@
+"""8 processes append to one DuckDB file through ``FloeDuckDBResource``; every row arrives.
+
+Runs against real DuckDB: a file takes one writing process at a time, so the others meet "Could not set
+lock on file" and the resource retries them with jittered backoff. The test counts every row and reports
+the retries (printed, and in the assertion message if anything is off).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+WRITERS = 8
+BATCHES = 10
+ROWS = 50
+WORKER = Path(__file__).parent / "duckdb_writer.py"
+
+
+def test_eight_writer_processes_lose_no_row_and_retry_the_lock(tmp_path: Path) -> None:
+    database = tmp_path / "shared.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE TABLE appended (writer INTEGER, batch INTEGER, i BIGINT)")
+    start = tmp_path / "start"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(database), str(n), str(BATCHES), str(ROWS), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(WRITERS)
+    ]
+    start.touch()
+    reports = []
+    for process in writers:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    retries = sum(report["retries"] for report in reports)
+    print(f"DuckDB lock retries across {WRITERS} writers: {retries} ({reports})")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        total, distinct = connection.execute(
+            "SELECT count(*), count(DISTINCT (writer, batch, i)) FROM appended"
+        ).fetchone()  # type: ignore[misc]
+        per_writer = dict(
+            connection.execute("SELECT writer, count(*) FROM appended GROUP BY writer").fetchall()
+        )
+    assert total == distinct == WRITERS * BATCHES * ROWS, (total, distinct, retries)
+    assert per_writer == dict.fromkeys(range(WRITERS), BATCHES * ROWS)
+    assert retries > 0, "no writer ever waited for the lock: the test did not produce contention"
