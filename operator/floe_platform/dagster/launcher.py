@@ -222,7 +222,9 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
 
     def resolve_profile(self, run: DagsterRun) -> ResolvedProfile | None:
         """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
-        choice = select_profile(run.tags, *self._job_and_op_tags(run), self.default_profile)
+        # The job snapshot is read (and deserialized) only when the run tag does not already decide.
+        job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
+        choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
         if choice is None:
             return None
         name = template_name(self.platform_name, choice.name)
