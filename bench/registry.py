@@ -40,4 +40,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         _lazy("p4_duckdb"),
     ),
     Benchmark("P5", "helm template and the demo pipeline", "helm <= 2 s; demo <= 60 s", _lazy("p5_timing")),
+    Benchmark(
+        "P6",
+        "DuckDB contention: 8 writer processes, one file, 800k rows",
+        "every row arrives once",
+        _lazy("p6_contention"),
+    ),
 )

@@ -17,7 +17,7 @@ import duckdb
 WRITERS = 8
 BATCHES = 10
 ROWS = 50
-WORKER = Path(__file__).parent / "duckdb_writer.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_eight_writer_processes_lose_no_row_and_retry_the_lock(tmp_path: Path) -> None:
@@ -27,7 +27,8 @@ def test_eight_writer_processes_lose_no_row_and_retry_the_lock(tmp_path: Path) -
     start = tmp_path / "start"
     writers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(database), str(n), str(BATCHES), str(ROWS), str(start)],
+            [sys.executable, "-m", "bench.contention_writer", *map(str, (database, n, BATCHES, ROWS, start))],
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,8 +1,10 @@
-"""One writer process of the contention test: append batches through the project's DuckDB resource.
+"""One writer process of the DuckDB contention test and benchmark: append batches through the project's
+DuckDB resource.
 
-Usage: ``python duckdb_writer.py DATABASE WRITER BATCHES ROWS START_FILE``. Waits for START_FILE so that all
-writers begin together, opens a new connection per batch (as a Dagster asset does per materialization),
-and prints ``{"writer": .., "retries": ..}`` with the lock retries ``FloeDuckDBResource`` made.
+Usage: ``python -m bench.contention_writer DATABASE WRITER BATCHES ROWS START_FILE``. Waits for START_FILE
+so that all writers begin together, opens a new connection per batch (as a Dagster asset does per
+materialization), and prints ``{"writer": .., "retries": ..}``: the lock retries ``FloeDuckDBResource``
+made.
 """
 
 from __future__ import annotations
