@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from floe_platform.config.models import DNS_LABEL, ENV_NAME, PlatformConfig
+from floe_platform.config.models import DNS_LABEL, ENV_NAME, QUANTITY_JSON_SCHEMA, PlatformConfig
+from floe_platform.config.quantity import QUANTITY_PATTERN
 
 GROUP = "floe.dev"
 VERSION = "v1alpha1"
@@ -24,11 +25,6 @@ SHORT_NAMES = ["fp"]
 API_VERSION = f"{GROUP}/{VERSION}"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
-# The grammar of a Kubernetes quantity, as controller-gen writes it for resource.Quantity fields.
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)"
-    r"|(\.[0-9]+))))?$"
-)
 # CEL's estimated cost grows with the size of strings and maps; the API server refuses a CRD whose rules
 # could exceed its budget, so every value a rule reads is bounded. No real quantity or profile set is close.
 MAX_QUANTITY_LENGTH = 64
@@ -37,7 +33,7 @@ MAX_NAMED_MAP_ENTRIES = 64
 MAX_ENV_ENTRIES = 256
 # Keywords pydantic emits that a CRD schema either does not know or should not carry.
 _DROPPED_KEYWORDS = frozenset({"title", "examples", "default", "$defs", "$schema", "$id"})
-_QUANTITY_ANY_OF = [{"type": "string"}, {"type": "number"}]
+_QUANTITY_ANY_OF = QUANTITY_JSON_SCHEMA["anyOf"]
 _VERSION_ENUM = ["1", 1]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from floe_platform.config.models import PlatformConfig
+from floe_platform.config.models import QUANTITY_JSON_SCHEMA, PlatformConfig
 
 SCHEMA_ID = "https://floe.dev/schemas/platform.schema.json"
 
@@ -79,7 +79,7 @@ def _type_name(field: dict[str, Any], target: dict[str, Any]) -> str:
         return " \\| ".join(f"`{value}`" for value in dict.fromkeys(str(v) for v in field["enum"]))
     if "properties" in target:
         return "section"
-    if field.get("anyOf") == [{"type": "string"}, {"type": "number"}]:
+    if field.get("anyOf") == QUANTITY_JSON_SCHEMA["anyOf"]:
         return "quantity"
     kinds = [option.get("type", "object") for option in field.get("anyOf", [field])]
     kind = " or ".join(str(k) for k in kinds if k != "null")
@@ -111,7 +111,8 @@ def _meaning(field: dict[str, Any], target: dict[str, Any]) -> str:
     ]
     if "pattern" in field:
         constraints.append(f"pattern `{field['pattern']}`")
-    for option in field.get("anyOf", []):
+    options = [] if field.get("anyOf") == QUANTITY_JSON_SCHEMA["anyOf"] else field.get("anyOf", [])
+    for option in options:  # a quantity's pattern says no more than its type, "quantity"
         if "pattern" in option:
             constraints.append(f"pattern `{option['pattern']}`")
     return " ".join([text, *(f"({c})" for c in constraints)]).strip().replace("|", "\\|")

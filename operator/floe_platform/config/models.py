@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from floe_platform.config.quantity import QuantityError, parse_duckdb_size, parse_quantity
+from floe_platform.config.quantity import QUANTITY_PATTERN, QuantityError, parse_duckdb_size, parse_quantity
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -63,11 +63,15 @@ def _version_text(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+QUANTITY_JSON_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string", "pattern": QUANTITY_PATTERN}, {"type": "number"}]
+}
+"""How a quantity looks in the generated schemas (YAML writes `cpu: 2` as a number: int-or-string)."""
+
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity_text),
-    # YAML writes `cpu: 2` as a number; Kubernetes calls this int-or-string.
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}]}),
+    WithJsonSchema(QUANTITY_JSON_SCHEMA),
     Field(examples=["4Gi"]),
 ]
 KubernetesName = Annotated[str, AfterValidator(_dns_label)]

@@ -37,6 +37,14 @@ _SUFFIX_HINTS = {
 }
 
 
+# The same grammar as a JSON-schema pattern, as controller-gen writes it for resource.Quantity fields: for
+# the generated schemas (editors, values.schema.json, the CRD), where this parser cannot run.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)"
+    r"|(\.[0-9]+))))?$"
+)
+
+
 class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity; the message says what to write instead."""
 
