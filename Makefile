@@ -40,10 +40,11 @@ test: install ## Lint, type-check and run every test (kind e2e is skipped where 
 	scripts/localstack.sh
 	pytest $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy --strict on the source and tests.
-	ruff check operator tests scripts charts/floe-platform/files
-	ruff format --check operator tests scripts charts/floe-platform/files
+lint: install ## ruff and mypy --strict on the source, tests and benchmarks; helm lint --strict.
+	ruff check operator tests scripts bench charts/floe-platform/files
+	ruff format --check operator tests scripts bench charts/floe-platform/files
 	mypy
+	MYPYPATH=operator:tests:. mypy --strict --follow-imports=silent bench tests/faults
 	helm lint --strict charts/floe-platform
 
 bench: install ## Run the benchmarks; numbers go to bench/results/.
