@@ -24,15 +24,26 @@ ROWS = 1000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _append(workdir: Path, writers: int, batches: int) -> tuple[float, int, int]:
-    """Seconds for ``writers`` processes to append ``batches`` each; total lock retries; rows counted."""
-    database = workdir / f"contention-{writers}.duckdb"
+def append_concurrently(
+    database: Path,
+    writers: int,
+    batches: int,
+    rows: int,
+    *,
+    settle_seconds: float = 0.0,
+    timeout: float = 900,
+) -> tuple[float, int]:
+    """Start ``writers`` processes that each append ``batches`` of ``rows`` to ``database`` through
+    FloeDuckDBResource, all at once; return the seconds they took and their lock retries in total.
+
+    ``settle_seconds`` lets every writer import dagster before the clock starts.
+    """
     with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE TABLE appended (writer INTEGER, batch INTEGER, i BIGINT)")
-    start = workdir / f"start-{writers}"
+        connection.execute("CREATE TABLE IF NOT EXISTS appended (writer INTEGER, batch INTEGER, i BIGINT)")
+    start = database.with_suffix(".start")
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.contention_writer", *map(str, (database, n, batches, ROWS, start))],
+            [sys.executable, "-m", "bench.contention_writer", *map(str, (database, n, batches, rows, start))],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -40,16 +51,22 @@ def _append(workdir: Path, writers: int, batches: int) -> tuple[float, int, int]
         )
         for n in range(writers)
     ]
-    time.sleep(3)  # let every writer import dagster before the clock starts
+    time.sleep(settle_seconds)
     started = time.perf_counter()
     start.touch()
     retries = 0
     for process in processes:
-        out, err = process.communicate(timeout=900)
+        out, err = process.communicate(timeout=timeout)
         if process.returncode != 0:
-            raise RuntimeError(f"a writer failed: {err.strip()[-400:]}")
+            raise RuntimeError(f"a writer failed: {err.strip()[-2000:]}")
         retries += int(json.loads(out.strip().splitlines()[-1])["retries"])
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started, retries
+
+
+def _append(workdir: Path, writers: int, batches: int) -> tuple[float, int, int]:
+    """Seconds for ``writers`` processes to append ``batches`` each; total lock retries; rows counted."""
+    database = workdir / f"contention-{writers}.duckdb"
+    seconds, retries = append_concurrently(database, writers, batches, ROWS, settle_seconds=3)
     with duckdb.connect(str(database), read_only=True) as connection:
         distinct = connection.execute("SELECT count(DISTINCT (writer, batch, i)) FROM appended").fetchone()
     return seconds, retries, int(distinct[0]) if distinct else 0

@@ -7,42 +7,21 @@ the retries (printed, and in the assertion message if anything is off).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
+from bench.p6_contention import append_concurrently
+
 WRITERS = 8
 BATCHES = 10
 ROWS = 50
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_eight_writer_processes_lose_no_row_and_retry_the_lock(tmp_path: Path) -> None:
     database = tmp_path / "shared.duckdb"
-    with duckdb.connect(str(database)) as connection:
-        connection.execute("CREATE TABLE appended (writer INTEGER, batch INTEGER, i BIGINT)")
-    start = tmp_path / "start"
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.contention_writer", *map(str, (database, n, BATCHES, ROWS, start))],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(WRITERS)
-    ]
-    start.touch()
-    reports = []
-    for process in writers:
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err[-2000:]
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    retries = sum(report["retries"] for report in reports)
-    print(f"DuckDB lock retries across {WRITERS} writers: {retries} ({reports})")
+    _, retries = append_concurrently(database, WRITERS, BATCHES, ROWS, timeout=120)
+    print(f"DuckDB lock retries across {WRITERS} writers: {retries}")
     with duckdb.connect(str(database), read_only=True) as connection:
         total, distinct = connection.execute(
             "SELECT count(*), count(DISTINCT (writer, batch, i)) FROM appended"
