@@ -93,12 +93,15 @@ def platform_resource(config: PlatformConfig, name: str, namespace: str | None) 
 
 @main.command()
 @file_argument
-@click.option("--name", required=True, help="Name of the FloePlatform resource.")
+@click.option(
+    "--name",
+    help="Name of the FloePlatform resource, the prefix of its PodTemplates (default: platform.name).",
+)
 @click.option("--namespace", "-n", help="Namespace of the FloePlatform resource.")
-def cr(file: Path, name: str, namespace: str | None) -> None:
+def cr(file: Path, name: str | None, namespace: str | None) -> None:
     """Write the FloePlatform custom resource of FILE, for kubectl apply."""
     config = _load(file)
-    click.echo(_dump_yaml([platform_resource(config, name, namespace)]), nl=False)
+    click.echo(_dump_yaml([platform_resource(config, name or config.platform.name, namespace)]), nl=False)
 
 
 @main.command()

@@ -61,6 +61,13 @@ def test_cr_wraps_the_file_and_round_trips_to_the_same_config() -> None:
     assert PlatformConfig.model_validate(resource["spec"]) == load_platform(PRODUCTION)
 
 
+def test_cr_name_defaults_to_the_platform_name_as_floe_render_uses_it() -> None:
+    resource = yaml.safe_load(floe("cr", PRODUCTION).stdout)
+    (first, *_) = yaml.safe_load_all(floe("render", PRODUCTION).stdout)
+    assert resource["metadata"] == {"name": "floe-prod"}
+    assert first["metadata"]["name"] == "floe-prod-default"
+
+
 def test_schema_writes_the_committed_json_schema() -> None:
     result = floe("schema")
     assert json.loads(result.stdout) == json.loads(
