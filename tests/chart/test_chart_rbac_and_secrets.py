@@ -17,11 +17,11 @@ from chart_render import CHART, Rendered, render, run_helm
 
 OPERATOR_RULES = [
     {"apiGroups": ["floe.dev"], "resources": ["floeplatforms"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms/status"], "verbs": ["get", "patch"]},
     {
         "apiGroups": [""],
         "resources": ["podtemplates"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
