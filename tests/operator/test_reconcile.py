@@ -5,6 +5,7 @@ kubernetes-validate instead. Faults are injected before the emulator stores anyt
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from operator_support import (
 )
 
 from floe_platform.config import ConfigError, parse_platform
+from floe_platform.config.quantity import parse_quantity
 from floe_platform.operator.reconcile import (
     PermanentApiError,
     PlatformRef,
@@ -248,3 +250,17 @@ def test_fresh_cache_means_no_api_call_at_all(kube_cluster: EmulatedCluster) -> 
     requests = FaultInjector(kube_cluster.emulator)
     assert not reconcile(core, stored_body(), known=cache).changed
     assert requests.seen == {}
+
+
+def test_quantities_the_api_server_canonicalized_are_in_sync_but_a_changed_value_is_not() -> None:
+    """A real API server returns "1000m" as "1" and "1024Mi" as "1Gi" (kmock keeps text as written)."""
+    desired = {t["metadata"]["name"]: t for t in desired_templates(stored_body()["spec"], platform())}
+    wanted = desired["prod-transform"]
+    live = copy.deepcopy(wanted)
+    resources = live["template"]["spec"]["containers"][0]["resources"]
+    resources["requests"]["cpu"] = str(parse_quantity(resources["requests"]["cpu"]) * 1000) + "m"
+    resources["limits"]["memory"] = str(parse_quantity(resources["limits"]["memory"]) // 1024**2) + "Mi"
+    assert live != wanted
+    assert in_sync(wanted, live)
+    resources["limits"]["memory"] = "1Gi"
+    assert not in_sync(wanted, live)

@@ -18,6 +18,7 @@ import kubernetes  # type: ignore[import-untyped]
 import urllib3
 
 from floe_platform.config import parse_platform
+from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.crd import API_VERSION, KIND
 from floe_platform.render import HASH_ANNOTATION, PROFILE_LABEL, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
@@ -196,10 +197,15 @@ def in_sync(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     )
 
 
-def _contains(actual: Any, wanted: Any) -> bool:
+# A real API server stores quantities in canonical form ("1000m" comes back as "1", "1024Mi" as "1Gi"), so
+# these fields are compared by value; comparing text would patch the same template on every resync.
+_QUANTITY_KEYS = frozenset({"cpu", "memory", "ephemeral-storage", "sizeLimit"})
+
+
+def _contains(actual: Any, wanted: Any, key: str | None = None) -> bool:
     if isinstance(wanted, Mapping):
         return isinstance(actual, Mapping) and all(
-            key in actual and _contains(actual[key], value) for key, value in wanted.items()
+            name in actual and _contains(actual[name], value, name) for name, value in wanted.items()
         )
     if isinstance(wanted, list):
         return (
@@ -207,7 +213,16 @@ def _contains(actual: Any, wanted: Any) -> bool:
             and len(actual) == len(wanted)
             and all(_contains(a, w) for a, w in zip(actual, wanted, strict=True))
         )
+    if key in _QUANTITY_KEYS and actual != wanted:
+        return _same_quantity(actual, wanted)
     return bool(actual == wanted)
+
+
+def _same_quantity(actual: Any, wanted: Any) -> bool:
+    try:
+        return parse_quantity(actual) == parse_quantity(wanted)
+    except QuantityError:
+        return False
 
 
 def patch_operations(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]]:
