@@ -13,11 +13,9 @@ import click
 import yaml
 
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
-from floe_platform.render import render_pod_templates
+from floe_platform.crd import API_VERSION, KIND
+from floe_platform.render import PROFILE_LABEL, render_pod_templates
 from floe_platform.schema import dump_json, platform_json_schema
-
-CR_API_VERSION = "floe.dev/v1alpha1"
-CR_KIND = "FloePlatform"
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 
@@ -78,7 +76,7 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
         )
     templates = render_pod_templates(config, platform_name, namespace)
     if profiles:
-        templates = [t for t in templates if t["metadata"]["labels"]["floe.dev/profile"] in profiles]
+        templates = [t for t in templates if t["metadata"]["labels"][PROFILE_LABEL] in profiles]
     click.echo(_dump_yaml(templates), nl=False)
 
 
@@ -88,7 +86,7 @@ def platform_resource(config: PlatformConfig, name: str, namespace: str | None) 
     if namespace:
         metadata["namespace"] = namespace
     spec = config.model_dump(mode="json", exclude_unset=True)
-    return {"apiVersion": CR_API_VERSION, "kind": CR_KIND, "metadata": metadata, "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
 @main.command()

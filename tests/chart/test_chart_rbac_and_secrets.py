@@ -23,7 +23,7 @@ OPERATOR_RULES = [
         "resources": ["podtemplates"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
 ]
 RUN_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
@@ -176,7 +176,7 @@ def test_namespace_limits_follow_the_largest_profile(rendered_matrix: dict[str, 
 def test_namespace_limits_read_every_quantity_form(tmp_path: Path) -> None:
     """Millicores, plain and fractional cores, binary and decimal memory suffixes."""
     profiles = {
-        "a": {"requests": {"cpu": 0.5, "memory": "1G"}, "limits": {"cpu": "1500m", "memory": "1536Mi"}},
+        "a": {"requests": {"cpu": "0.5", "memory": "1G"}, "limits": {"cpu": "1500m", "memory": "1536Mi"}},
         "b": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
     }
     values = {

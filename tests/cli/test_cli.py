@@ -95,3 +95,11 @@ def test_bad_input_is_rejected_with_its_field_path_and_no_traceback(path: Path) 
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     assert any(line.startswith(expected) for line in result.stderr.splitlines()), result.stderr
+
+
+def test_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "platform.yaml"
+    path.write_bytes(b"\xff\xfe\x00infrastructure")
+    result = floe("validate", path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{path}: cannot read the file: it is not UTF-8 text"

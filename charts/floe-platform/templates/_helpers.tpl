@@ -301,7 +301,7 @@ FloePlatforms and their status, the PodTemplates it owns, and Events.
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
 {{/* Name of the operator's ClusterRole(Binding): cluster-scoped, so the namespace keeps releases apart. */}}

@@ -172,4 +172,6 @@ def load_platform(path: str | Path) -> PlatformConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"{path}: cannot read the file: {error.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: cannot read the file: it is not UTF-8 text"]) from None
     return load_platform_text(text, source=path.name)

@@ -39,13 +39,24 @@ def field_error(subpath: tuple[str | int, ...], message: str) -> PydanticCustomE
 
 
 def _quantity_text(value: Any) -> Any:
-    """Accept ``cpu: 2`` as YAML writes it, and check the quantity grammar."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    """Accept ``cpu: 2`` as YAML writes it, and check the quantity grammar.
+
+    A YAML float (``cpu: 0.5``) is refused: the CRD, like Kubernetes itself, takes an integer or a string.
+    """
+    if isinstance(value, float):
+        message = (
+            f"{value!r} must be written as a string or in millicores, e.g. '{value}' or {int(value * 1000)}m"
+        )
+        raise PydanticCustomError("quantity", "{message}", {"message": message})
+    if isinstance(value, bool) or not isinstance(value, str | int):
         return value  # let the str type report it
     try:
-        parse_quantity(value)
+        magnitude = parse_quantity(value)
     except QuantityError as error:
         raise PydanticCustomError("quantity", "{message}", {"message": str(error)}) from None
+    if magnitude < 0:
+        message = f"{value!r} is negative; resources and sizes must be zero or more"
+        raise PydanticCustomError("quantity", "{message}", {"message": message})
     return str(value)
 
 
@@ -64,7 +75,7 @@ def _version_text(value: Any) -> Any:
 
 
 QUANTITY_JSON_SCHEMA: dict[str, Any] = {
-    "anyOf": [{"type": "string", "pattern": QUANTITY_PATTERN}, {"type": "number"}]
+    "anyOf": [{"type": "string", "pattern": QUANTITY_PATTERN}, {"type": "integer"}]
 }
 """How a quantity looks in the generated schemas (YAML writes `cpu: 2` as a number: int-or-string)."""
 

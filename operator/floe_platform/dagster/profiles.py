@@ -25,8 +25,6 @@ PROFILE_TAG = "floe/resource-profile"
 """Run, job or op tag naming the resource profile of a run."""
 MEMORY_LIMIT_TAG = "floe/memory-limit"
 """Set by the launcher on each run it launches: the effective memory limit, for the OOM message."""
-"""Optional PodTemplate annotation listing (comma-separated) the DUCKDB_* names derived from limits.
-Without it, a DUCKDB_* value counts as derived when it equals what the limits derive."""
 
 
 class ProfileError(Exception):

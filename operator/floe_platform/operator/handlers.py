@@ -19,15 +19,12 @@ from floe_platform.config import ConfigError
 from floe_platform.crd import GROUP, PLURAL, VERSION
 from floe_platform.operator import status as floe_status
 from floe_platform.operator.reconcile import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     ApiError,
-    Outcome,
     PlatformRef,
     TransientApiError,
     reconcile,
 )
-from floe_platform.render.podtemplate import PLATFORM_LABEL
+from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
 
 FINALIZER = "floe.dev/operator"
 ANNOTATION_PREFIX = "operator.floe.dev"
@@ -181,10 +178,6 @@ def sync(
         )
     new = floe_status.reconciled_status(current, platform.generation, outcome.profiles, timestamp)
     _report(body, patch, current, new, reason="", message="", warn=False)
-
-
-def _changes(outcome: Outcome) -> tuple[list[str], list[str], list[str]]:
-    return outcome.created, outcome.patched, outcome.deleted
 
 
 def _report(

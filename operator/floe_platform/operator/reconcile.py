@@ -21,10 +21,8 @@ from floe_platform.config import parse_platform
 from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.crd import API_VERSION, KIND
 from floe_platform.render import HASH_ANNOTATION, PROFILE_LABEL, render_pod_templates
-from floe_platform.render.podtemplate import PLATFORM_LABEL
+from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "floe-platform"
 # Statuses worth retrying: conflicts, throttling, expired resource versions and server-side failures.
 TRANSIENT_STATUSES = frozenset({0, 408, 409, 410, 425, 429, 500, 502, 503, 504})
 DEFAULT_REQUEST_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds for every call the reconciler makes

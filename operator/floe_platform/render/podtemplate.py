@@ -23,6 +23,8 @@ code location's), and the run launcher never copies this one; it is the user-cod
 that the template is also runnable as it stands."""
 TEMP_VOLUME_NAME = "duckdb-temp"
 PROFILE_LABEL = "floe.dev/profile"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "floe-platform"
 PLATFORM_LABEL = "floe.dev/platform"
 HASH_ANNOTATION = "floe.dev/profile-hash"
 DERIVED_ENV_ANNOTATION = "floe.dev/derived-env"
@@ -49,7 +51,7 @@ def profile_labels(platform_name: str, profile_name: str) -> dict[str, str]:
         "app.kubernetes.io/instance": platform_name,
         "app.kubernetes.io/component": "run-profile",
         "app.kubernetes.io/part-of": "floe-platform",
-        "app.kubernetes.io/managed-by": "floe-platform",
+        MANAGED_BY_LABEL: MANAGED_BY,
         PLATFORM_LABEL: platform_name,
         PROFILE_LABEL: profile_name,
     }
