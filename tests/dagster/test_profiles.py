@@ -68,7 +68,8 @@ def test_explicit_value_equal_to_the_derived_one_is_still_explicit() -> None:
 def test_template_becomes_container_pod_spec_and_metadata_config() -> None:
     config = template_to_k8s_config(TEMPLATE)
     assert set(config["container_config"]) == {"resources", "env", "volumeMounts", "securityContext"}
-    assert set(config["pod_spec_config"]) == {"volumes", "securityContext"}
+    assert set(config["pod_spec_config"]) == {"automountServiceAccountToken", "volumes", "securityContext"}
+    assert config["pod_spec_config"]["automountServiceAccountToken"] is False
     assert config["pod_template_spec_metadata"]["labels"]["floe.dev/profile"] == "mixed"
     assert "floe.dev/profile-hash" in config["pod_template_spec_metadata"]["annotations"]
 

@@ -123,6 +123,7 @@ def test_profile_hash_changes_with_the_profile_and_only_then() -> None:
 def test_pod_security_defaults_meet_the_restricted_profile() -> None:
     (template,) = render_pod_templates(parse_platform(platform()))
     spec = template["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False  # user code gets no API token
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 1000
     assert spec["securityContext"]["fsGroup"] == 1000

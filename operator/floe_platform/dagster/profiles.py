@@ -83,7 +83,14 @@ def template_to_k8s_config(pod_template: Mapping[str, Any]) -> dict[str, Any]:
     }
     pod_spec_config = {
         key: spec[key]
-        for key in ("volumes", "securityContext", "nodeSelector", "tolerations", "affinity")
+        for key in (
+            "automountServiceAccountToken",
+            "volumes",
+            "securityContext",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+        )
         if key in spec
     }
     template_metadata: Mapping[str, Any] = pod_template["template"].get("metadata") or {}

@@ -95,6 +95,9 @@ def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
         },
     }
     spec: dict[str, Any] = {
+        # The run worker makes no Kubernetes API call (the launcher and the daemon do), and a token that can
+        # create Jobs would let user code start pods as any ServiceAccount in the namespace.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_USER_ID,
