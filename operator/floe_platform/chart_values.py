@@ -138,8 +138,6 @@ class RunLauncher(ValuesModel):
     such a profile (or no platform is given), else the platform's alphabetically first profile."""
     profile_cache_seconds: int = Field(default=30, ge=0)
     """How long the launcher reuses a PodTemplate it has read."""
-    job_namespace: str = ""
-    """Namespace of run Jobs; empty means the release namespace."""
     fail_pod_on_run_failure: bool = True
     """Exit the run pod non-zero when the run fails, so Kubernetes records the failure."""
 

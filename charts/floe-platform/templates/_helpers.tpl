@@ -86,8 +86,12 @@ affinity:
 {{- else }}{{ default "default" $sa.name }}{{ end }}
 {{- end }}
 
+{{/*
+Run Jobs live in the release namespace: their ServiceAccount, the instance ConfigMap, the database and S3
+Secrets and the FloePlatform's PodTemplates are all there.
+*/}}
 {{- define "floe.jobNamespace" -}}
-{{- default .Release.Namespace .Values.dagster.runLauncher.jobNamespace }}
+{{- .Release.Namespace }}
 {{- end }}
 
 {{/* PostgreSQL -------------------------------------------------------------------------------------- */}}
