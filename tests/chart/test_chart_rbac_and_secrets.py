@@ -192,3 +192,16 @@ def test_namespace_limits_read_every_quantity_form(tmp_path: Path) -> None:
     # 10 runs (maxConcurrentRuns) x 500m + 4 CPU; 1G = 953.67Mi, rounded up to 954Mi.
     assert quota["spec"]["hard"]["requests.cpu"] == "9000m"
     assert quota["spec"]["hard"]["requests.memory"] == f"{10 * 954 + 8192}Mi"
+
+
+def test_namespace_limits_let_the_platforms_own_services_start(tmp_path: Path) -> None:
+    """Profiles smaller than the services' 1Gi memory limit must not make the LimitRange refuse them."""
+    small = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+    values = {
+        "platform": {"infrastructure": {"resource_profiles": {"small": small}}},
+        "namespaceLimits": {"enabled": True},
+    }
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    (limit_range,) = render([path]).of_kind("LimitRange")
+    assert limit_range["spec"]["limits"][0]["max"] == {"cpu": "500m", "memory": "1024Mi"}
