@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -80,40 +82,38 @@ def test_backoff_delays_are_jittered_and_bounded() -> None:
     assert first != second
 
 
-@pytest.mark.slow
-def test_lock_held_by_another_process_is_waited_out_and_counted(tmp_path: Path) -> None:
-    """A real second process holds the write lock for 1 s; the resource retries until it is free."""
-    database = str(tmp_path / "contended.duckdb")
+@contextmanager
+def lock_held(database: str, seconds: float) -> Iterator[None]:
+    """A real second process that holds the database's write lock for ``seconds``."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database, "1.0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, database, str(seconds)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_lock_held_by_another_process_is_waited_out_and_counted(tmp_path: Path) -> None:
+    """A real second process holds the write lock for 1 s; the resource retries until it is free."""
+    database = str(tmp_path / "contended.duckdb")
+    with lock_held(database, seconds=1.0):
         before = LOCK_RETRIES.value
         resource = FloeDuckDBResource(database=database, max_retries=30)
         with resource.get_connection() as conn:
             conn.execute("CREATE TABLE t AS SELECT 1 AS x")
         assert LOCK_RETRIES.value > before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_lock_error_after_the_last_retry_is_raised(tmp_path: Path) -> None:
     """With no retries left, the IOException that names the lock reaches the caller."""
     database = str(tmp_path / "held.duckdb")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database, "30"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(duckdb.IOException, match="lock"):
-            floe_duckdb.connect(database, connection_config({}), max_retries=2, base_seconds=0.01)
-    finally:
-        holder.kill()
-        holder.wait()
+    with lock_held(database, seconds=30), pytest.raises(duckdb.IOException, match="lock"):
+        floe_duckdb.connect(database, connection_config({}), max_retries=2, base_seconds=0.01)
 
 
 @pytest.mark.parametrize(

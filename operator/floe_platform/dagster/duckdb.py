@@ -61,10 +61,6 @@ class RetryCounter:
     def value(self) -> int:
         return self._count
 
-    def reset(self) -> None:
-        with self._lock:
-            self._count = 0
-
 
 LOCK_RETRIES = RetryCounter()
 
