@@ -1,0 +1,1 @@
+"""Test kit shared by the tests and the benchmarks."""
