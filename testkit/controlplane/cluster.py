@@ -36,6 +36,7 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # kwok manages only Nodes carrying this annotation, so it never touches a real node.
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 NODE_NAMES = ("kwok-node-0", "kwok-node-1")
+PV_POOL_SIZE, PV_SIZE = 10, "50Gi"
 # Stop order: the clients first, etcd last, so nobody logs a storm of connection errors.
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -335,6 +336,42 @@ def node_manifest(index: int, name: str) -> JsonObject:
     }
 
 
+def storage_manifests(count: int = PV_POOL_SIZE) -> list[tuple[str, JsonObject]]:
+    """A default StorageClass and a pool of PersistentVolumes that kcm binds claims to.
+
+    There is no volume provisioner (nothing would mount a volume anyway), so claims are served by
+    static provisioning, which kcm's PersistentVolume binder does for real: each claim gets the
+    smallest free volume that fits. The hostPath is never touched, since no container runs.
+    """
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Delete",
+    }
+    manifests = [("/apis/storage.k8s.io/v1/storageclasses", storage_class)]
+    for index in range(count):
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"kwok-pv-{index}"},
+            "spec": {
+                "capacity": {"storage": PV_SIZE},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "standard",
+                "hostPath": {"path": f"/nonexistent/kwok-pv-{index}"},
+            },
+        }
+        manifests.append(("/api/v1/persistentvolumes", volume))
+    return manifests
+
+
 def _node_ready(node: JsonObject) -> bool:
     conditions = node.get("status", {}).get("conditions", [])
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -430,6 +467,8 @@ def _start_all(plane: ControlPlane, bin_dir: Path, ports: dict[str, int], timeou
     start("kwok", _kwok_argv(bin_dir, state_dir, ports))
     for index, name in enumerate(NODE_NAMES):
         api.ensure("/api/v1/nodes", node_manifest(index, name))
+    for path, manifest in storage_manifests():
+        api.ensure(path, manifest)
     _check_alive(state_dir, pids)
     _wait_until_usable(plane, timeout)
     _check_alive(state_dir, pids)
