@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint bench e2e schemas clean
+.PHONY: help install demo test lint bench e2e schemas clean controlplane-bin cluster cluster-down
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,15 +35,16 @@ demo: install ## Run the main job on embedded defaults (local DuckDB file, no cl
 	floe validate platform-config/platform/local/platform.yaml
 	python -m floe_demo.run
 
-test: install ## Lint, type-check and run every test (kind e2e is skipped where Docker or kind is missing).
+test: install controlplane-bin ## Lint, type-check and run every test (kind e2e is skipped where Docker or kind is missing).
 	$(MAKE) --no-print-directory lint
 	scripts/localstack.sh
 	pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict on the source, tests and benchmarks; helm lint --strict.
-	ruff check operator tests scripts bench charts/floe-platform/files
-	ruff format --check operator tests scripts bench charts/floe-platform/files
+	ruff check operator tests scripts bench charts/floe-platform/files testkit
+	ruff format --check operator tests scripts bench charts/floe-platform/files testkit
 	mypy
+	mypy --strict testkit
 	MYPYPATH=operator:tests:. mypy --strict --follow-imports=silent bench tests/faults
 	helm lint --strict charts/floe-platform
 
@@ -56,6 +57,18 @@ schemas: install ## Regenerate every file generated from the models.
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache
+
+# The control plane's binaries are built from Go modules into a cache outside the clone, keyed by the
+# pinned versions: the first build takes minutes, later ones (and other clones) find them there.
+controlplane-bin: install ## Build etcd, kube-apiserver, kcm, kube-scheduler and kwok unless cached (needs Go).
+	@if command -v go >/dev/null; then python -m testkit.controlplane build; \
+	else echo "Go is not installed: the control-plane tests will be skipped"; fi
+
+cluster: controlplane-bin ## Start a real control plane in the background; writes .cluster/kubeconfig.
+	python -m testkit.controlplane up --state-dir .cluster
+
+cluster-down: install ## Stop the control plane `make cluster` started and remove .cluster/.
+	python -m testkit.controlplane down --state-dir .cluster
 
 e2e: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
 	FLOE_E2E=required pytest tests/e2e -s $(PYTEST_ARGS)
