@@ -12,6 +12,9 @@ from support.localstack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The real control plane (etcd, kube-apiserver, kcm, kube-scheduler, kwok): `control_plane` fixtures.
+pytest_plugins = ["testkit.controlplane.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
