@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     except build.GoMissingError as error:
         print(error, file=sys.stderr)
         return 2
+    except (
+        RuntimeError,
+        TimeoutError,
+    ) as error:  # a component failed to start: its log tail is in the message
+        print(f"{args.command} failed: {error}", file=sys.stderr)
+        return 1
 
 
 def _run(command: str, state_dir: Path) -> int:

@@ -93,7 +93,7 @@ def _spawn(name: str, argv: list[str], state_dir: Path) -> dict[str, Any]:
     return {"pid": process.pid, "start_time": _start_time(process.pid), "argv": argv}
 
 
-def _stop(name: str, record: dict[str, Any], timeout: float = 15.0) -> None:
+def _stop(record: dict[str, Any], timeout: float = 15.0) -> None:
     pid = int(record["pid"])
     if not _is_ours(record):
         return
@@ -379,16 +379,20 @@ def _node_ready(node: JsonObject) -> bool:
     return ready and not node.get("spec", {}).get("taints")
 
 
-def _wait_until_usable(plane: ControlPlane, timeout: float) -> None:
-    api = plane.admin_api()
-    wait_for("the default namespace", lambda: api.get("/api/v1/namespaces/default"), timeout)
-    wait_for_service_account(api, "default", "default", timeout)
+def _wait_until_usable(api: KubeApi, timeout: float, check_alive: Callable[[], None]) -> None:
+    """Wait for what kcm and kwok set up; ``check_alive`` fails fast if one of them has exited."""
+
+    def default_service_account() -> JsonObject:
+        check_alive()  # kcm's ServiceAccount controller creates it, in a namespace kube-apiserver makes
+        return api.get("/api/v1/namespaces/default/serviceaccounts/default")
 
     def nodes_ready() -> bool | None:
+        check_alive()
         nodes = api.get("/api/v1/nodes")["items"]
         ready = [n for n in nodes if n["metadata"]["name"] in NODE_NAMES and _node_ready(n)]
         return True if len(ready) == len(NODE_NAMES) else None
 
+    wait_for("the default namespace's default ServiceAccount", default_service_account, timeout)
     wait_for(f"nodes {', '.join(NODE_NAMES)} Ready and untainted", nodes_ready, timeout)
 
 
@@ -428,10 +432,12 @@ def up(state_dir: Path, *, timeout: float = 120.0) -> ControlPlane:
         return running
     down(state_dir)  # a half-dead earlier run: clear it first
     bin_dir = build.ensure_built()
-    (state_dir / "logs").mkdir(parents=True)
     ports = {name: _free_port() for name in (*STOP_ORDER, "etcd-peer")}
     plane = ControlPlane(state_dir, f"https://127.0.0.1:{ports['kube-apiserver']}")
+    state_dir.mkdir(parents=True)
+    # First, so that `down` recognises the directory as one it may remove.
     (state_dir / "cluster.json").write_text(json.dumps({"server": plane.server, "ports": ports}, indent=2))
+    (state_dir / "logs").mkdir()
     _write_pki(state_dir)
     _write_kubeconfigs(state_dir, plane.server)
     try:
@@ -469,8 +475,7 @@ def _start_all(plane: ControlPlane, bin_dir: Path, ports: dict[str, int], timeou
         api.ensure("/api/v1/nodes", node_manifest(index, name))
     for path, manifest in storage_manifests():
         api.ensure(path, manifest)
-    _check_alive(state_dir, pids)
-    _wait_until_usable(plane, timeout)
+    _wait_until_usable(api, timeout, lambda: _check_alive(state_dir, pids))
     _check_alive(state_dir, pids)
 
 
@@ -479,10 +484,13 @@ def down(state_dir: Path) -> bool:
     state_dir = state_dir.resolve()
     if not state_dir.exists():
         return False
+    if any(state_dir.iterdir()) and not (state_dir / "cluster.json").exists():
+        # `down` removes the directory; never do that to one that `up` did not make.
+        raise RuntimeError(f"{state_dir} is not a control plane's state directory (no cluster.json)")
     pids = _read_pids(state_dir)
     for name in STOP_ORDER:
         if name in pids:
-            _stop(name, pids[name])
+            _stop(pids[name])
     shutil.rmtree(state_dir)
     return True
 
