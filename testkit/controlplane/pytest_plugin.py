@@ -7,6 +7,7 @@ missing the tests that use it are skipped with the reason (the binaries are buil
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,21 @@ import pytest
 from testkit.controlplane import build, cluster
 from testkit.controlplane.cluster import ControlPlane
 from testkit.controlplane.kubeapi import ApiError
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Build the binaries before any test runs when a selected test needs them.
+
+    A cold build takes many minutes; inside the fixture it would count against the test's timeout.
+    """
+    wanted = any("control_plane" in getattr(item, "fixturenames", ()) for item in items)
+    if not wanted or config.option.collectonly or shutil.which("go") is None:
+        return
+    if not build.is_built(build.bin_dir()):
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("building the control plane from Go modules (the first time takes minutes)")
+        build.ensure_built()
 
 
 @pytest.fixture(scope="session")
