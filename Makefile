@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 .PHONY: help install demo test lint bench e2e schemas clean controlplane-bin cluster cluster-down
 
 help: ## Show the targets.
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)/uv-venv
