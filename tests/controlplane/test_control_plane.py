@@ -22,6 +22,7 @@ from testkit.controlplane import (
     service_account_token,
     wait_for,
     wait_for_service_account,
+    write_service_account_kubeconfig,
 )
 from testkit.controlplane.cluster import NODE_NAMES
 
@@ -34,9 +35,10 @@ def tool(name: str) -> str:
     return shutil.which(name) or str(ROOT / ".tools" / "bin" / name)
 
 
-def kubectl(plane: ControlPlane, *args: str) -> Json:
+def kubectl(plane: ControlPlane, *args: str, kubeconfig: Path | None = None) -> Json:
+    """The real kubectl, as admin unless another kubeconfig is given; the output parsed from JSON."""
     out = subprocess.run(
-        [tool("kubectl"), f"--kubeconfig={plane.kubeconfig}", *args, "-o", "json"],
+        [tool("kubectl"), f"--kubeconfig={kubeconfig or plane.kubeconfig}", *args, "-o", "json"],
         check=True,
         capture_output=True,
         text=True,
@@ -145,7 +147,7 @@ def test_oom_annotated_job_pod_ends_oomkilled_with_exit_code_137(
 
 
 def test_service_account_is_refused_until_a_rolebinding_allows_it(
-    control_plane: ControlPlane, control_plane_namespace: str
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
 ) -> None:
     """kube-apiserver's RBAC authorizer with a token from the TokenRequest API; kwok is not involved."""
     admin, ns = control_plane.admin_api(), control_plane_namespace
@@ -166,6 +168,11 @@ def test_service_account_is_refused_until_a_rolebinding_allows_it(
     # The authorizer reads RBAC from an informer cache, so the grant takes effect within moments.
     wait_for("the RoleBinding to apply", lambda: True if reader.status_of("GET", pods) == 200 else None, 10)
     assert reader.status_of("DELETE", f"{pods}/anything") == 403  # only what the Role grants
+    # The same identity through a kubeconfig, as a component under test would run.
+    kubeconfig = write_service_account_kubeconfig(control_plane, ns, "reader", tmp_path / "reader.kubeconfig")
+    me = kubectl(control_plane, "auth", "whoami", kubeconfig=kubeconfig)
+    assert me["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:reader"
+    assert kubectl(control_plane, "get", "pods", "-n", ns, kubeconfig=kubeconfig)["items"] == []
 
 
 def test_deleting_an_owner_garbage_collects_its_dependent(
