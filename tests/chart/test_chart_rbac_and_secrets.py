@@ -15,22 +15,6 @@ from typing import Any
 import yaml
 from chart_render import CHART, Rendered, render, run_helm
 
-OPERATOR_RULES = [
-    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms/status"], "verbs": ["get", "patch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["podtemplates"],
-        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-    },
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-]
-RUN_RULES = [
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["podtemplates"], "verbs": ["get", "list", "watch"]},
-]
-
 
 def _operator_command(release: Rendered) -> list[str]:
     spec = release.named("Deployment", "operator")["spec"]
@@ -43,7 +27,8 @@ def _operator_command(release: Rendered) -> list[str]:
 def test_operator_role_is_least_privilege_in_its_namespace(default_release: Rendered) -> None:
     role = default_release.named("Role", "operator")
     assert role["metadata"]["namespace"] == "floe"
-    assert role["rules"] == OPERATOR_RULES
+    # Which rules, exactly, is derived from the operator's own calls in test_chart_rbac_derived.py.
+    assert role["rules"]
     binding = default_release.named("RoleBinding", "operator")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -64,7 +49,7 @@ def test_cluster_wide_operator_gets_a_cluster_role_and_all_namespaces(
 ) -> None:
     release = rendered_matrix["cluster-wide"]
     (cluster_role,) = release.of_kind("ClusterRole")
-    assert cluster_role["rules"] == OPERATOR_RULES
+    assert cluster_role["rules"] == rendered_matrix["default"].named("Role", "operator")["rules"]
     (binding,) = release.of_kind("ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -89,11 +74,13 @@ def test_operator_watching_several_namespaces_gets_a_role_in_each() -> None:
     ]
 
 
-def test_run_service_account_has_exactly_what_launcher_and_worker_need(default_release: Rendered) -> None:
+def test_run_service_account_is_bound_to_the_launchers_role(default_release: Rendered) -> None:
+    """Which rules, exactly, is derived from the launcher's own calls in test_chart_rbac_derived.py."""
     role = default_release.named("Role", "dagster")
-    assert role["rules"] == RUN_RULES
     account = default_release.named("ServiceAccount", "dagster")["metadata"]["name"]
-    assert default_release.named("RoleBinding", "dagster")["subjects"][0]["name"] == account
+    binding = default_release.named("RoleBinding", "dagster")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == account
     for suffix in ("webserver", "daemon"):
         pod = default_release.named("Deployment", suffix)["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == account

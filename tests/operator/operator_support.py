@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +13,9 @@ from kmock._internal import enums
 
 from floe_platform.cli import platform_resource
 from floe_platform.config import load_platform
+from support.operator_process import eventually
+
+__all__ = ["eventually"]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,18 +44,6 @@ def templates(core: Any, platform: str) -> dict[str, dict[str, Any]]:
         for item in plain
         if item["metadata"].get("labels", {}).get("floe.dev/platform") == platform
     }
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 @attrs.frozen

@@ -7,13 +7,7 @@ selectors (the operator filters by label itself). Waits poll with a deadline; no
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +22,6 @@ from operator_support import (
     FaultInjector,
     core_api,
     custom_objects,
-    eventually,
     production_cr,
     templates,
 )
@@ -37,51 +30,9 @@ from floe_platform.config import parse_platform
 from floe_platform.crd import floe_platform_crd
 from floe_platform.render import render_pod_templates
 from support.kube_emulator import EmulatedCluster, emulated_cluster, validate_object
+from support.operator_process import OperatorProcess, eventually
 
-RESYNC_SECONDS = 2
-
-
-class OperatorProcess:
-    """`floe operator` as a child process, stopped by its own pid."""
-
-    def __init__(self, cluster: EmulatedCluster, log_path: Path) -> None:
-        self.port = _free_port()
-        self.log_path = log_path
-        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig_path))
-        command = [sys.executable, "-m", "floe_platform.cli", "operator", "--namespace", NAMESPACE]
-        command += ["--liveness-port", str(self.port), "--resync-seconds", str(RESYNC_SECONDS)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        eventually(self._healthy, timeout=30, what=f"/healthz of the operator (log: {log_path})")
-
-    def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a node dies mid-reconcile."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+RESYNC_SECONDS = 2  # the OperatorProcess default
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluste
 
 @pytest.fixture(scope="module")
 def running_operator(cluster: EmulatedCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    process = OperatorProcess(cluster.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log")
     yield
     process.stop()
 
@@ -296,10 +247,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     names = [f"restart{i}" for i in range(4)]
     for name in names:
         api.create_namespaced_custom_object(*CR, production_cr(name))
-    first = OperatorProcess(kube_cluster, tmp_path / "first.log")
+    first = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "first.log")
     eventually(lambda: templates(core_api(kube_cluster), "restart0"), what="first templates")
     first.kill()
-    second = OperatorProcess(kube_cluster, tmp_path / "second.log")
+    second = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "second.log")
     try:
         for name in names:
             eventually(lambda name=name: ready(kube_cluster, name, 1), what=f"{name} Ready after restart")

@@ -229,12 +229,17 @@ class EmulatedCluster:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
 
-    def kubeconfig(self) -> dict[str, Any]:
+    def write_kubeconfig(self, path: Path, token: str) -> Path:
+        """A kubeconfig for this emulator that authenticates with ``token`` (see ``support.rbac_gate``)."""
+        path.write_text(yaml.safe_dump(self.kubeconfig(token)))
+        return path
+
+    def kubeconfig(self, token: str = "emulator-token") -> dict[str, Any]:
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "emulator-token"}}],
+            "users": [{"name": "emulator", "user": {"token": token}}],
             "contexts": [
                 {
                     "name": "emulator",
