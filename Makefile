@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint bench e2e schemas clean
+.PHONY: help install demo test test-fast lint bench e2e schemas clean
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,9 +40,13 @@ test: install ## Lint, type-check and run every test (kind e2e is skipped where 
 	scripts/localstack.sh
 	pytest $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy --strict on the source, tests and benchmarks; helm lint --strict.
-	ruff check operator tests scripts bench charts/floe-platform/files
-	ruff format --check operator tests scripts bench charts/floe-platform/files
+test-fast: install ## The inner loop: every test not marked slow (each under ~2 s), no lint.
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff, the import contracts, mypy --strict on source, tests and benchmarks; helm lint --strict.
+	ruff check operator images/user-code tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	ruff format --check operator images/user-code tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	lint-imports
 	mypy
 	MYPYPATH=operator:tests:. mypy --strict --follow-imports=silent bench tests/faults
 	helm lint --strict charts/floe-platform
@@ -50,9 +54,8 @@ lint: install ## ruff and mypy --strict on the source, tests and benchmarks; hel
 bench: install ## Run the benchmarks; numbers go to bench/results/.
 	python -m bench
 
-schemas: install ## Regenerate every file generated from the models.
-	python scripts/update-generated.py
-	python -m floe_platform.chart_values > charts/floe-platform/values.schema.json
+schemas: install ## Regenerate every file generated from the models (CRD, JSON schemas, reference tables).
+	python -m floe_platform.codegen
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -10,18 +10,34 @@ made.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-from floe_platform.dagster.duckdb import LOCK_RETRIES, FloeDuckDBResource
+from floe_platform.dagster.resources import LOCK_RETRY_MESSAGE, LOGGER, FloeDuckDBResource
 
 HOLD_SECONDS = 0.01  # keep the file a moment, as a real transformation would
+
+
+class RetryCount(logging.Handler):
+    """Counts the lock retries the resource logs in this process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == LOCK_RETRY_MESSAGE:
+            self.count += 1
 
 
 def main(database: str, writer: int, batches: int, rows: int, start_file: str) -> None:
     while not Path(start_file).exists():
         time.sleep(0.005)
+    retries = RetryCount()
+    LOGGER.addHandler(retries)
+    LOGGER.propagate = False  # the count is the output; the warnings themselves would flood stderr
     resource = FloeDuckDBResource(database=database, max_retries=20)
     for batch in range(batches):
         with resource.get_connection() as connection:
@@ -30,7 +46,7 @@ def main(database: str, writer: int, batches: int, rows: int, start_file: str) -
                 {"writer": writer, "batch": batch, "rows": rows},
             )
             time.sleep(HOLD_SECONDS)
-    print(json.dumps({"writer": writer, "retries": LOCK_RETRIES.value}), flush=True)
+    print(json.dumps({"writer": writer, "retries": retries.count}), flush=True)
 
 
 if __name__ == "__main__":

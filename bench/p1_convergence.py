@@ -28,7 +28,7 @@ from bench.operator_driver import (
     platform_spec,
 )
 from bench.process import TreeMemory
-from floe_platform.crd import GROUP, PLURAL, VERSION
+from floe_platform.api import GROUP, PLURAL, VERSION
 
 PLATFORMS = 200
 PROFILES = 5

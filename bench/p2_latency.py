@@ -27,7 +27,7 @@ from bench.operator_driver import (
     platform_spec,
     profile_spec,
 )
-from floe_platform.crd import GROUP, PLURAL, VERSION
+from floe_platform.api import GROUP, PLURAL, VERSION
 from floe_platform.render import HASH_ANNOTATION
 
 PLATFORMS = 10

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.kube_emulator import EmulatedCluster, emulated_cluster
 from support.localstack import LocalStack
 

@@ -12,10 +12,9 @@ from typing import Any, NoReturn
 import click
 import yaml
 
+from floe_platform.api import platform_resource
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
-from floe_platform.crd import API_VERSION, KIND
 from floe_platform.render import PROFILE_LABEL, render_pod_templates
-from floe_platform.schema import dump_json, platform_json_schema
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 
@@ -80,15 +79,6 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
     click.echo(_dump_yaml(templates), nl=False)
 
 
-def platform_resource(config: PlatformConfig, name: str, namespace: str | None) -> dict[str, Any]:
-    """The FloePlatform custom resource whose spec is the platform config, keys as in platform.yaml."""
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    spec = config.model_dump(mode="json", exclude_unset=True)
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
-
-
 @main.command()
 @file_argument
 @click.option(
@@ -100,20 +90,6 @@ def cr(file: Path, name: str | None, namespace: str | None) -> None:
     """Write the FloePlatform custom resource of FILE, for kubectl apply."""
     config = _load(file)
     click.echo(_dump_yaml([platform_resource(config, name or config.platform.name, namespace)]), nl=False)
-
-
-@main.command()
-def schema() -> None:
-    """Write the JSON schema of platform.yaml."""
-    click.echo(dump_json(platform_json_schema()), nl=False)
-
-
-@main.command()
-def crd() -> None:
-    """Write the FloePlatform CustomResourceDefinition (generated from the platform.yaml models)."""
-    from floe_platform.crd import dump_crd_yaml
-
-    click.echo(dump_crd_yaml(), nl=False)
 
 
 @main.command()
@@ -136,8 +112,8 @@ def operator(
     if bool(namespaces) == all_namespaces:
         _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
     # kopf and the kubernetes client load only here, so that `floe validate` stays fast and dependency-free.
-    from floe_platform.operator.handlers import OperatorOptions
-    from floe_platform.operator.main import run_operator
+    from floe_platform.controller.handlers import OperatorOptions
+    from floe_platform.controller.main import run_operator
 
     options = OperatorOptions(
         namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import kubernetes
 import pytest
 from chart_render import CI_DIR, CI_NAMES, NAMESPACE, Rendered, render
@@ -32,15 +33,14 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from dagster_k8s.job import get_job_name_from_run_id
-
-import dagster as dg
-from floe_platform.cli import platform_resource
-from floe_platform.config import load_platform_text
-from floe_platform.dagster.profiles import PROFILE_TAG
-from floe_platform.render import render_pod_templates
 from support.kube_emulator import EmulatedCluster
 from support.operator_process import OperatorProcess, eventually
 from support.rbac_gate import Identity, RbacGate
+
+from floe_platform.api import platform_resource
+from floe_platform.config import load_platform_text
+from floe_platform.dagster.profiles import PROFILE_TAG
+from floe_platform.render import render_pod_templates
 
 IMAGE = "floe-platform/user-code:0.1.0"
 LAUNCHER_TOKEN = "dagster-service-account-token"

@@ -20,7 +20,6 @@ from typing import Any
 import boto3
 import pytest
 from chart_render import CHART
-
 from support.localstack import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "chart-test", "AWS_SECRET_ACCESS_KEY": "chart-test-secret"}

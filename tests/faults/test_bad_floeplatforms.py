@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 import pytest
 import yaml
+from support.kube_emulator import EmulatedCluster
 
 from bench.operator_driver import (
     OperatorProcess,
@@ -26,9 +27,8 @@ from bench.operator_driver import (
     platform_spec,
     wait_until,
 )
-from floe_platform.crd import GROUP, PLURAL, VERSION
+from floe_platform.api import GROUP, PLURAL, VERSION
 from floe_platform.render.podtemplate import PLATFORM_LABEL
-from support.kube_emulator import EmulatedCluster
 
 CORPUS = sorted((Path(__file__).parent / "bad_floeplatforms").glob("*.yaml"))
 NAMESPACE = "floe"

@@ -11,7 +11,6 @@ from pathlib import Path
 import kubernetes  # type: ignore[import-untyped]
 import pytest
 from fault_plan import FaultPlan, Rule
-
 from support.kube_emulator import EmulatedCluster, emulated_cluster
 
 TEMPLATE = {

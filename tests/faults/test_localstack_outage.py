@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-import pytest
-
 import dagster as dg
+import pytest
 from support.localstack import LocalStack
 
 BUCKET = "dagster-compute-logs"

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 import pytest
 from fault_plan import FaultPlan, Rule, observer_client
+from support.kube_emulator import EmulatedCluster
 
 from bench.operator_driver import (
     OperatorProcess,
@@ -27,8 +28,7 @@ from bench.operator_driver import (
     profile_spec,
     wait_until,
 )
-from floe_platform.crd import GROUP, PLURAL, VERSION
-from support.kube_emulator import EmulatedCluster
+from floe_platform.api import GROUP, PLURAL, VERSION
 
 NAMESPACE = "floe"
 CONVERGE_SECONDS = 90

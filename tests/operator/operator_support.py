@@ -10,10 +10,10 @@ import attrs
 import kmock
 import kubernetes
 from kmock._internal import enums
-
-from floe_platform.cli import platform_resource
-from floe_platform.config import load_platform
 from support.operator_process import eventually
+
+from floe_platform.api import platform_resource
+from floe_platform.config import load_platform
 
 __all__ = ["eventually"]
 

@@ -10,9 +10,9 @@ import kopf
 import pytest
 from kmock._internal import enums
 from operator_support import FaultInjector, core_api, production_cr, with_profile
-
-from floe_platform.operator import handlers
 from support.kube_emulator import EmulatedCluster
+
+from floe_platform.controller import handlers
 
 UID = "6f1c1c3e-0000-4000-8000-000000000002"
 LOGGER = logging.getLogger("test")

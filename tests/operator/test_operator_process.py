@@ -25,12 +25,12 @@ from operator_support import (
     production_cr,
     templates,
 )
-
-from floe_platform.config import parse_platform
-from floe_platform.crd import floe_platform_crd
-from floe_platform.render import render_pod_templates
 from support.kube_emulator import EmulatedCluster, emulated_cluster, validate_object
 from support.operator_process import OperatorProcess, eventually
+
+from floe_platform.codegen.crd import floe_platform_crd
+from floe_platform.config import parse_platform
+from floe_platform.render import render_pod_templates
 
 RESYNC_SECONDS = 2  # the OperatorProcess default
 

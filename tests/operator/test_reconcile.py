@@ -18,24 +18,18 @@ from operator_support import (
     templates,
     with_profile,
 )
+from support.kube_emulator import EmulatedCluster, validate_object
 
 from floe_platform.config import ConfigError, parse_platform
 from floe_platform.config.quantity import parse_quantity
-from floe_platform.operator.reconcile import (
-    PermanentApiError,
-    PlatformRef,
-    TransientApiError,
-    desired_templates,
-    in_sync,
-    reconcile,
-)
-from floe_platform.operator.status import (
+from floe_platform.controller.client import PermanentApiError, TransientApiError, reconcile
+from floe_platform.controller.plan import PlatformRef, desired_templates, in_sync
+from floe_platform.controller.status import (
     api_error_status,
     invalid_spec_status,
     reconciled_status,
 )
 from floe_platform.render import render_pod_templates
-from support.kube_emulator import EmulatedCluster, validate_object
 
 UID = "6f1c1c3e-0000-4000-8000-000000000001"
 
@@ -219,7 +213,7 @@ def test_condition_keeps_its_transition_time_while_its_status_holds() -> None:
 
 
 def test_invalid_spec_and_transient_errors_keep_the_last_good_profiles() -> None:
-    from floe_platform.operator.reconcile import ProfileTemplate
+    from floe_platform.controller.plan import ProfileTemplate
 
     good = reconciled_status(None, 1, [ProfileTemplate("a", "p-a", "h1")], "t0")
     assert invalid_spec_status(good, 2, ["spec.x: y"], "t1")["profiles"] == good["profiles"]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from floe_platform.config.quantity import parse_duckdb_size
-from floe_platform.render.duckdb import derived_memory_limit, derived_threads, duckdb_env
+from floe_platform.render.duckdb_env import derived_memory_limit, derived_threads, duckdb_env
 
 MIB = 1024**2
 

@@ -163,9 +163,12 @@ Call with (list $ "secret-name" "key"); the result is base64, for a Secret's dat
 {{- end }}
 {{- end }}
 
-{{/* platform.observability.compute_logs with platform.yaml's defaults, as JSON. */}}
+{{/*
+platform.observability.compute_logs with platform.yaml's defaults, as JSON. The defaults come from
+files/compute-log-defaults.json, which `make schemas` generates from the models.
+*/}}
 {{- define "floe.computeLogs" -}}
-{{- $defaults := dict "enabled" true "manager_type" "s3" "storage_ref" "default" "bucket" "dagster-compute-logs" "prefix" "compute-logs/" "retention_days" 30 "local_dir" "/tmp/dagster-compute-logs" "upload_interval" 30 }}
+{{- $defaults := .Files.Get "files/compute-log-defaults.json" | fromJson }}
 {{- $logs := deepCopy (dig "observability" "compute_logs" dict (.Values.platform | default dict)) }}
 {{- /* not sprig's merge: it overwrites a given false with a default true */}}
 {{- range $key, $value := $defaults }}

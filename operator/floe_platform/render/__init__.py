@@ -1,6 +1,6 @@
 """Pure rendering: a platform config becomes Kubernetes objects (plain dicts). No API client here."""
 
-from floe_platform.render.duckdb import duckdb_env
+from floe_platform.render.duckdb_env import duckdb_env
 from floe_platform.render.podtemplate import (
     CONTAINER_NAME,
     HASH_ANNOTATION,

@@ -1,10 +1,14 @@
 """The Helm chart's values as pydantic models, which generate ``charts/floe-platform/values.schema.json``.
 
+Development only, like dagster's ``helm/dagster/schema``: ``python -m floe_platform.codegen``
+(``make schemas``) loads this file; neither the chart package nor the wheel carries it.
+
 Every model forbids unknown keys, so the generated schema has ``additionalProperties: false`` at every level
 and a typo in a values file fails at ``helm install``. Fields that pass Kubernetes objects through verbatim
 (security contexts, affinity, tolerations, extra env) are left open here: the rendered manifests are checked
 against Kubernetes' own schemas instead. The ``platform`` key takes its schema from
-``floe_platform.schema.platform_json_schema()``, so platform.yaml has a single source of truth.
+``floe_platform.codegen.platform_schema.platform_json_schema()``, so platform.yaml has a single source of
+truth.
 
 Pure: imports no Kubernetes client and no Dagster.
 """
@@ -12,16 +16,13 @@ Pure: imports no Kubernetes client and no Dagster.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from floe_platform.schema import dump_json, platform_json_schema
+from floe_platform.codegen.platform_schema import platform_json_schema
 
 CHART_SCHEMA_ID = "https://floe.dev/schemas/chart-values.schema.json"
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -357,20 +358,7 @@ def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: st
 
 
 def values_reference(defaults: dict[str, Any]) -> str:
-    """The README's values reference table: every key, its default in ``defaults``
+    """The chart README's values reference table: every key, its default in ``defaults``
     (values.yaml) and the model's description of it."""
     header = ["| Key | Default | Description |", "|---|---|---|"]
     return "\n".join([*header, *_reference_rows(ChartValues, defaults, "")]) + "\n"
-
-
-def main(arguments: list[str]) -> None:
-    """``python -m floe_platform.chart_values`` prints values.schema.json;
-    ``python -m floe_platform.chart_values reference VALUES_YAML`` prints the values reference table."""
-    if arguments[:1] == ["reference"] and len(arguments) == 2:
-        print(values_reference(yaml.safe_load(Path(arguments[1]).read_text())), end="")
-    else:
-        print(dump_json(chart_values_schema()), end="")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

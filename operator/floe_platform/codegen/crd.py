@@ -13,17 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from floe_platform.api import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from floe_platform.config.models import DNS_LABEL, ENV_NAME, QUANTITY_JSON_SCHEMA, PlatformConfig
 from floe_platform.config.quantity import QUANTITY_PATTERN
-
-GROUP = "floe.dev"
-VERSION = "v1alpha1"
-KIND = "FloePlatform"
-PLURAL = "floeplatforms"
-SINGULAR = "floeplatform"
-SHORT_NAMES = ["fp"]
-API_VERSION = f"{GROUP}/{VERSION}"
-CRD_NAME = f"{PLURAL}.{GROUP}"
 
 # CEL's estimated cost grows with the size of strings and maps; the API server refuses a CRD whose rules
 # could exceed its budget, so every value a rule reads is bounded. No real quantity or profile set is close.

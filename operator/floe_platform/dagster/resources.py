@@ -8,7 +8,8 @@ second connection to a file in one process with a different configuration.
 
 Opening a file another process is writing fails with a lock error. Dagster's stock backoff retries at
 fixed, identical delays, so writers that collided once collide again (dagster#16248, #19068); here the
-delay is exponential with full jitter. Every retry is counted in ``LOCK_RETRIES`` and logged.
+delay is exponential with full jitter. Every retry is logged as a warning of this module's logger
+(``LOCK_RETRY_MESSAGE``).
 """
 
 from __future__ import annotations
@@ -16,23 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import duckdb
+from dagster import InitResourceContext, InputContext, OutputContext
 from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 from pydantic import Field
 
-from dagster import InitResourceContext, InputContext, OutputContext
-from floe_platform.render.duckdb import MEMORY_LIMIT, TEMP_DIRECTORY, THREADS
+from floe_platform.render.duckdb_env import MEMORY_LIMIT, TEMP_DIRECTORY, THREADS
 
 LOGGER = logging.getLogger(__name__)
+LOCK_RETRY_MESSAGE = "DuckDB %s is locked (%s); retry %d/%d in %.2f s"
 SETTING_OF_ENV = {MEMORY_LIMIT: "memory_limit", THREADS: "threads", TEMP_DIRECTORY: "temp_directory"}
 USER_AGENT = "floe-platform"
 
@@ -44,25 +45,6 @@ def is_lock_contention(error: Exception) -> bool:
     configuration mismatch) will not go away by waiting, so they are raised at once.
     """
     return isinstance(error, duckdb.IOException) and "could not set lock on file" in str(error).lower()
-
-
-class RetryCounter:
-    """Thread-safe count of lock retries in this process, for tests and benchmarks to read."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def add(self) -> None:
-        with self._lock:
-            self._count += 1
-
-    @property
-    def value(self) -> int:
-        return self._count
-
-
-LOCK_RETRIES = RetryCounter()
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -104,9 +86,8 @@ def connect(
             if delay is None or not is_lock_contention(error):
                 raise
             attempt += 1
-            LOCK_RETRIES.add()
             LOGGER.warning(
-                "DuckDB %s is locked (%s); retry %d/%d in %.2f s",
+                LOCK_RETRY_MESSAGE,
                 database,
                 error,
                 attempt,

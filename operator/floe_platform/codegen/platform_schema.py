@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from floe_platform.config.models import QUANTITY_JSON_SCHEMA, PlatformConfig
+from floe_platform.config.models import QUANTITY_JSON_SCHEMA, ComputeLogs, PlatformConfig
 
 SCHEMA_ID = "https://floe.dev/schemas/platform.schema.json"
 
@@ -16,6 +16,11 @@ def platform_json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
+def compute_log_defaults() -> dict[str, Any]:
+    """``observability.compute_logs`` as the models default it: the chart fills unset keys from this."""
+    return ComputeLogs().model_dump(mode="json")
+
+
 def dump_json(document: dict[str, Any]) -> str:
     """Stable text form of a generated schema, so that staleness tests compare exactly."""
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
@@ -24,7 +29,7 @@ def dump_json(document: dict[str, Any]) -> str:
 def reference_rows() -> list[tuple[str, str, str, str]]:
     """(field path, type, default, description and constraints) for every platform.yaml field.
 
-    Walks the JSON schema so that the README's reference table is generated from the models too.
+    Walks the JSON schema so that the reference table is generated from the models too.
     """
     schema = platform_json_schema()
     rows: list[tuple[str, str, str, str]] = []
@@ -33,7 +38,7 @@ def reference_rows() -> list[tuple[str, str, str, str]]:
 
 
 def reference_table() -> str:
-    """The README's platform.yaml reference, as a markdown table."""
+    """The platform.yaml reference (docs/platform-yaml.md), as a markdown table."""
     lines = ["| Field | Type | Default | Meaning and constraints |", "| --- | --- | --- | --- |"]
     for path, kind, default, meaning in reference_rows():
         lines.append(f"| `{path}` | {kind} | {default} | {meaning} |")

@@ -10,7 +10,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from floe_platform.operator.reconcile import ProfileTemplate
+from floe_platform.controller.plan import ProfileTemplate
 
 READY = "Ready"
 RECONCILED = "Reconciled"

@@ -1,4 +1,4 @@
-"""Start the operator: ``floe operator`` calls ``run_operator``; ``python -m floe_platform.operator.main``
+"""Start the operator: ``floe operator`` calls ``run_operator``; ``python -m floe_platform.controller.main``
 does the same with the operator's defaults (the namespace from ``FLOE_NAMESPACE`` or all namespaces)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 
 import kopf
 
-from floe_platform.operator.handlers import OperatorOptions, register
+from floe_platform.controller.handlers import OperatorOptions, register
 
 
 def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> None:

@@ -15,15 +15,11 @@ from typing import Any
 import kopf
 import kubernetes  # type: ignore[import-untyped]
 
+from floe_platform.api import GROUP, PLURAL, VERSION
 from floe_platform.config import ConfigError
-from floe_platform.crd import GROUP, PLURAL, VERSION
-from floe_platform.operator import status as floe_status
-from floe_platform.operator.reconcile import (
-    ApiError,
-    PlatformRef,
-    TransientApiError,
-    reconcile,
-)
+from floe_platform.controller import status as floe_status
+from floe_platform.controller.client import ApiError, TransientApiError, reconcile
+from floe_platform.controller.plan import PlatformRef
 from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
 
 FINALIZER = "floe.dev/operator"
@@ -86,8 +82,8 @@ def apply_settings(settings: kopf.OperatorSettings, options: OperatorOptions) ->
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 5
     settings.execution.max_workers = options.workers
-    # Namespace scanning needs a cluster-wide namespace list; exact namespaces need none (and kmock
-    # cannot serve it). Globs such as 'team-*' do need it.
+    # Namespace scanning needs a cluster-wide namespace list; exact namespaces need none, so the
+    # operator's RBAC stays namespaced. Globs such as 'team-*' do need it.
     settings.scanning.disabled = not any(set("*?[") & set(ns) for ns in options.namespaces)
 
 
