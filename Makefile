@@ -44,11 +44,11 @@ test-fast: install ## The inner loop: every test not marked slow (each under ~2 
 	pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff, the import contracts, mypy --strict on source, tests and benchmarks; helm lint --strict.
-	ruff check operator images/user-code tests scripts bench charts/floe-platform/files charts/floe-platform/schema
-	ruff format --check operator images/user-code tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	ruff check operator images/user-code testkit tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	ruff format --check operator images/user-code testkit tests scripts bench charts/floe-platform/files charts/floe-platform/schema
 	lint-imports
 	mypy
-	MYPYPATH=operator:tests:. mypy --strict --follow-imports=silent bench tests/faults
+	MYPYPATH=operator:. mypy --strict --follow-imports=silent bench testkit
 	helm lint --strict charts/floe-platform
 
 bench: install ## Run the benchmarks; numbers go to bench/results/.

@@ -3,12 +3,12 @@
 Each ServiceAccount's Role is not a list typed by hand: the test drives every path of the component
 (the run launcher from the webserver and the daemon; the operator's reconcile, drift repair, status and
 finalizer), records each request it makes as RBAC attributes, and checks them against the Role and
-RoleBinding that real `helm template` (helm v4) renders, with ``support.rbac`` following Kubernetes' RBAC
+RoleBinding that real `helm template` (helm v4) renders, with ``testkit.rbac`` following Kubernetes' RBAC
 rules. The grants must equal what was used: nothing missing, nothing extra.
 
 Real: dagster 1.13 and dagster-k8s 0.29 (``ProfileK8sRunLauncher``, run monitoring's
 ``monitor_started_run``), the kubernetes client, kopf 1.45 (the operator in its own process), helm v4.
-Stand-in: kmock's emulator for the API server, with ``support.rbac_gate`` answering 403 as a real
+Stand-in: kmock's emulator for the API server, with ``testkit.rbac_gate`` answering 403 as a real
 authorizer would to what the rendered Role does not allow. The real authorizer, with each component's
 own ServiceAccount token, is the control-plane tier's job; this test needs no cluster.
 """
@@ -33,14 +33,15 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from dagster_k8s.job import get_job_name_from_run_id
-from support.kube_emulator import EmulatedCluster
-from support.operator_process import OperatorProcess, eventually
-from support.rbac_gate import Identity, RbacGate
 
 from floe_platform.api import platform_resource
 from floe_platform.config import load_platform_text
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
+from testkit.emulator import EmulatedCluster
+from testkit.operator_process import OperatorProcess
+from testkit.rbac_gate import Identity, RbacGate
+from testkit.waiting import eventually
 
 IMAGE = "floe-platform/user-code:0.1.0"
 LAUNCHER_TOKEN = "dagster-service-account-token"
@@ -331,7 +332,7 @@ def test_operator_role_grants_exactly_what_reconcile_and_repair_use(
     identity = gate.add(OPERATOR_TOKEN, NAMESPACE, _service_account(release, "operator"), release.docs)
     kube_cluster.emulator.fault_hook = gate
     kubeconfig = kube_cluster.write_kubeconfig(tmp_path / "operator.kubeconfig", OPERATOR_TOKEN)
-    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", scope=command[2:])
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", scope=command[2:]).running()
     try:
         drive_every_operator_path(OperatorPaths(kube_cluster, NAMESPACE))
     finally:

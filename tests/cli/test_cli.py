@@ -95,3 +95,14 @@ def test_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> No
     result = floe("validate", path)
     assert result.returncode == 1
     assert result.stderr.strip() == f"{path}: cannot read the file: it is not UTF-8 text"
+
+
+def test_the_cli_loads_no_kubernetes_client_kopf_or_dagster_until_the_operator_starts() -> None:
+    """`floe validate` and `floe render` stay fast and run without the operator's or Dagster's packages:
+    kopf and the client load only inside `floe operator`. Checked in a fresh interpreter."""
+    probe = (
+        "import sys, floe_platform.cli;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'kopf', 'dagster', 'duckdb'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

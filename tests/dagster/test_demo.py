@@ -22,6 +22,8 @@ from dagster._core.instance.ref import InstanceRef
 from floe_platform.config.quantity import parse_quantity
 from floe_platform.render.duckdb_env import derived_memory_limit
 
+pytestmark = pytest.mark.slow  # the demo pipeline and its fixtures run dbt (tens of seconds)
+
 PLATFORM_YAML = """
 infrastructure:
   resource_profiles:

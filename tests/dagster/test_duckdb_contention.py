@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from bench.p6_contention import append_concurrently
+
+pytestmark = pytest.mark.slow  # eight writer processes
 
 WRITERS = 8
 BATCHES = 10

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp.web
 
-from support.rbac import Authorizer, RequestAttributes, request_attributes
+from testkit.rbac import Authorizer, RequestAttributes, request_attributes
 
 
 @dataclass

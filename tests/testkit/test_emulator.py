@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
-from support.kube_emulator import EmulatedCluster, validate_object
+from testkit.emulator import EmulatedCluster, validate_object
 
 
 def test_created_objects_get_uid_resource_version_and_namespace(kube_cluster: EmulatedCluster) -> None:

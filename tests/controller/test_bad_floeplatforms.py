@@ -16,19 +16,15 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 import pytest
 import yaml
-from support.kube_emulator import EmulatedCluster
 
-from bench.operator_driver import (
-    OperatorProcess,
-    expected_templates,
-    floe_platform,
-    judge,
-    list_templates,
-    platform_spec,
-    wait_until,
-)
 from floe_platform.api import GROUP, PLURAL, VERSION
 from floe_platform.render.podtemplate import PLATFORM_LABEL
+from testkit.emulator import EmulatedCluster
+from testkit.operator_process import OperatorProcess
+from testkit.platforms import expected_templates, floe_platform, judge, list_templates, platform_spec
+from testkit.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real operator process
 
 CORPUS = sorted((Path(__file__).parent / "bad_floeplatforms").glob("*.yaml"))
 NAMESPACE = "floe"
@@ -56,7 +52,9 @@ def test_every_bad_floeplatform_is_refused_with_its_field_path_and_writes_nothin
 ) -> None:
     api = kube_cluster.api_client()
     custom = kubernetes.client.CustomObjectsApi(api)
-    operator = OperatorProcess(kube_cluster.kubeconfig_path, NAMESPACE, tmp_path / "operator.log").start()
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig_path, tmp_path / "operator.log", ("--namespace", NAMESPACE)
+    ).start()
     try:
         operator.wait_ready()
         expectations: dict[str, str] = {}

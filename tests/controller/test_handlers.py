@@ -8,11 +8,11 @@ from typing import Any
 
 import kopf
 import pytest
-from kmock._internal import enums
-from operator_support import FaultInjector, core_api, production_cr, with_profile
-from support.kube_emulator import EmulatedCluster
 
 from floe_platform.controller import handlers
+from testkit.emulator import EmulatedCluster
+from testkit.faults import FaultInjector
+from testkit.platforms import core_api, production_cr, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000002"
 LOGGER = logging.getLogger("test")
@@ -65,7 +65,7 @@ def test_transient_error_raises_temporary_error_with_growing_backoff(
     kube_cluster: EmulatedCluster, posted: list[Any]
 ) -> None:
     faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next(enums.action.LIST, "podtemplates", 503, 503)
+    faults.fail_next("LIST", "podtemplates", 503, 503)
     with pytest.raises(kopf.TemporaryError) as first:
         run_sync(kube_cluster, body(production_cr("prod")), retry=0)
     with pytest.raises(kopf.TemporaryError) as third:
@@ -75,13 +75,13 @@ def test_transient_error_raises_temporary_error_with_growing_backoff(
 
 def test_resync_does_not_raise_on_a_transient_error(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
     """The timer's next tick is the retry; raising would only make kopf log a traceback."""
-    FaultInjector(kube_cluster.emulator).fail_next(enums.action.LIST, "podtemplates", 500)
+    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 500)
     patch = run_sync(kube_cluster, body(production_cr("prod")), retry=None)
     assert patch["status"]["conditions"][1]["reason"] == "Retrying"
 
 
 def test_permanent_error_ends_in_a_clear_status(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
-    FaultInjector(kube_cluster.emulator).fail_next(enums.action.LIST, "podtemplates", 403)
+    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 403)
     patch = run_sync(kube_cluster, body(production_cr("prod")))
     ready = patch["status"]["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "ApiError")

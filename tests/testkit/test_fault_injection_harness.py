@@ -10,8 +10,9 @@ from pathlib import Path
 
 import kubernetes  # type: ignore[import-untyped]
 import pytest
-from fault_plan import FaultPlan, Rule
-from support.kube_emulator import EmulatedCluster, emulated_cluster
+
+from testkit.emulator import EmulatedCluster, emulated_cluster
+from testkit.faults import FaultPlan, Rule
 
 TEMPLATE = {
     "apiVersion": "v1",

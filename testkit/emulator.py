@@ -22,14 +22,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp.web
 import kmock
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 from jsonpointer import resolve_pointer
-from kmock._internal import enums
 
 T = TypeVar("T")
 
@@ -57,11 +56,15 @@ _MISSING = object()
 FaultHook = Callable[[Any], Awaitable["aiohttp.web.StreamResponse | None"]]
 """Called with each kmock request before the emulator serves it: return a response to answer with instead
 (the request then changes nothing, as a request the API server refused), or None to serve it normally.
-It may sleep first to make the answer slow. Used by tests/faults for 5xx, 409, 410 and slow responses."""
+It may sleep first to make the answer slow. Used by the fault tests for 5xx, 409, 410 and slow responses."""
 
 
-class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class ApiServerEmulator(kmock.KubernetesEmulator):
     """kmock's emulator plus the metadata an API server assigns, and a bounded request log.
+
+    kmock has no public hook that sees a request before the emulator applies it, so this class, and only
+    this class, overrides kmock's private ``_handle``, ``_serve_list`` and ``_render_error`` and trims its
+    private request log; every other part of the test kit uses ``fault_hook``.
 
     Opt-in: ``fault_hook`` (see ``FaultHook``) and ``honour_label_selectors`` (equality and existence
     selectors filter lists, as a real API server does; set-based ones are ignored).
@@ -92,12 +95,12 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def _failed_json_patch_test(self, request: Any) -> kmock.KubernetesError | None:
         """A JSON patch whose `test` op fails is refused with 422, as kube-apiserver does; kmock says 500,
         which clients (kopf) retry as a server fault instead of re-reading the object."""
-        if request.action != enums.action.UPDATE or not isinstance(request.data, list):
+        if request.action != kmock.action.UPDATE or not isinstance(request.data, list):
             return None
         key = (request.resource, request.namespace, request.name)
-        if key not in self._objects or self._objects[key].deleted:
+        if key not in self.objects or self.objects[key].deleted:
             return None
-        current = self._objects[key].raw
+        current = self.objects[key].raw
         for op in request.data:
             if op.get("op") == "test" and resolve_pointer(current, op["path"], _MISSING) != op.get("value"):
                 return kmock.KubernetesError(
@@ -111,7 +114,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def _stamp_server_fields(self, request: Any) -> None:
         version = str(next(self._versions))
         data = request.data
-        if request.action == enums.action.CREATE and isinstance(data, dict):
+        if request.action == kmock.action.CREATE and isinstance(data, dict):
             metadata = data.setdefault("metadata", {})
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("creationTimestamp", _now())
@@ -119,7 +122,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             metadata["resourceVersion"] = version
             if request.namespace and "namespace" not in metadata:
                 metadata["namespace"] = request.namespace
-        elif request.action == enums.action.UPDATE and request.name is not None:
+        elif request.action == kmock.action.UPDATE and request.name is not None:
             self._stamp_update(request, data, version)
 
     def _stamp_update(self, request: Any, data: Any, version: str) -> None:
@@ -138,16 +141,16 @@ class ApiServerEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     def _bump_generation(self, request: Any, data: Any) -> None:
         key = (request.resource, request.namespace, request.name)
-        if key not in self._objects or self._objects[key].deleted:
+        if key not in self.objects or self.objects[key].deleted:
             return
-        generation = int(self._objects[key].get("metadata", {}).get("generation", 1)) + 1
+        generation = int(self.objects[key].get("metadata", {}).get("generation", 1)) + 1
         if isinstance(data, dict):
             data["metadata"]["generation"] = generation
         else:
             data.append({"op": "add", "path": "/metadata/generation", "value": generation})
 
     async def _serve_list(self, request: Any) -> Any:
-        listing: dict[str, Any] = await super()._serve_list(request)
+        listing = cast(dict[str, Any], await super()._serve_list(request))
         selector = (request.params or {}).get("labelSelector")
         if self.honour_label_selectors and selector:
             listing["items"] = [item for item in listing["items"] if _selected(selector, item)]
@@ -230,7 +233,7 @@ class EmulatedCluster:
         return future.result(timeout)
 
     def write_kubeconfig(self, path: Path, token: str) -> Path:
-        """A kubeconfig for this emulator that authenticates with ``token`` (see ``support.rbac_gate``)."""
+        """A kubeconfig for this emulator that authenticates with ``token`` (see ``testkit.rbac_gate``)."""
         path.write_text(yaml.safe_dump(self.kubeconfig(token)))
         return path
 
@@ -251,7 +254,7 @@ class EmulatedCluster:
 
     def api_client(self) -> Any:
         """A real ``kubernetes.client.ApiClient`` pointed at the emulator."""
-        import kubernetes
+        import kubernetes  # type: ignore[import-untyped]
 
         configuration = kubernetes.client.Configuration()
         configuration.host = self.url

@@ -1,7 +1,7 @@
 """One writer process of the DuckDB contention test and benchmark: append batches through the project's
 DuckDB resource.
 
-Usage: ``python -m bench.contention_writer DATABASE WRITER BATCHES ROWS START_FILE``. Waits for START_FILE
+Usage: ``python -m testkit.duckdb_writer DATABASE WRITER BATCHES ROWS START_FILE``. Waits for START_FILE
 so that all writers begin together, opens a new connection per batch (as a Dagster asset does per
 materialization), and prints ``{"writer": .., "retries": ..}``: the lock retries ``FloeDuckDBResource``
 made.

@@ -9,16 +9,6 @@ import copy
 from typing import Any
 
 import pytest
-from kmock._internal import enums
-from operator_support import (
-    NAMESPACE,
-    FaultInjector,
-    core_api,
-    production_cr,
-    templates,
-    with_profile,
-)
-from support.kube_emulator import EmulatedCluster, validate_object
 
 from floe_platform.config import ConfigError, parse_platform
 from floe_platform.config.quantity import parse_quantity
@@ -30,6 +20,9 @@ from floe_platform.controller.status import (
     reconciled_status,
 )
 from floe_platform.render import render_pod_templates
+from testkit.emulator import EmulatedCluster, validate_object
+from testkit.faults import FaultInjector
+from testkit.platforms import NAMESPACE, core_api, production_cr, templates, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000001"
 
@@ -165,10 +158,10 @@ def test_server_errors_and_conflicts_are_transient_and_a_retry_converges(
 ) -> None:
     core = core_api(kube_cluster)
     faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next(enums.action.CREATE, "podtemplates", 500)
+    faults.fail_next("CREATE", "podtemplates", 500)
     with pytest.raises(TransientApiError, match="HTTP 500"):
         reconcile(core, stored_body())
-    faults.fail_next(enums.action.UPDATE, "podtemplates", 409)
+    faults.fail_next("UPDATE", "podtemplates", 409)
     changed = with_profile(stored_body(), "default", temp_volume_size="20Gi")
     reconcile(core, stored_body())
     with pytest.raises(TransientApiError, match="HTTP 409"):
@@ -180,7 +173,7 @@ def test_server_errors_and_conflicts_are_transient_and_a_retry_converges(
 
 def test_forbidden_is_a_permanent_error(kube_cluster: EmulatedCluster) -> None:
     faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next(enums.action.LIST, "podtemplates", 403)
+    faults.fail_next("LIST", "podtemplates", 403)
     with pytest.raises(PermanentApiError, match="list PodTemplates in floe: HTTP 403"):
         reconcile(core_api(kube_cluster), stored_body())
 

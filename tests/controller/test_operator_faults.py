@@ -15,20 +15,22 @@ from typing import Any
 
 import kubernetes  # type: ignore[import-untyped]
 import pytest
-from fault_plan import FaultPlan, Rule, observer_client
-from support.kube_emulator import EmulatedCluster
 
-from bench.operator_driver import (
-    OperatorProcess,
+from floe_platform.api import GROUP, PLURAL, VERSION
+from testkit.emulator import EmulatedCluster
+from testkit.faults import FaultPlan, Rule, observer_client
+from testkit.operator_process import OperatorProcess
+from testkit.platforms import (
     expected_templates,
     floe_platform,
     judge,
     list_templates,
     platform_spec,
     profile_spec,
-    wait_until,
 )
-from floe_platform.api import GROUP, PLURAL, VERSION
+from testkit.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real operator process through injected faults
 
 NAMESPACE = "floe"
 CONVERGE_SECONDS = 90
@@ -38,7 +40,9 @@ WRITES = frozenset({"CREATE", "UPDATE"})
 @pytest.fixture
 def operator(kube_cluster: EmulatedCluster, tmp_path: Path) -> Iterator[OperatorProcess]:
     """The operator with a 3 s resync; stopped by pid at the end."""
-    process = OperatorProcess(kube_cluster.kubeconfig_path, NAMESPACE, tmp_path / "operator.log", 3)
+    process = OperatorProcess(
+        kube_cluster.kubeconfig_path, tmp_path / "operator.log", ("--namespace", NAMESPACE), 3
+    )
     yield process
     process.stop()
 

@@ -20,7 +20,8 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import dagster as dg
 import pytest
-from support.localstack import LocalStack
+
+from testkit.localstack import LocalStack
 
 BUCKET = "dagster-compute-logs"
 PREFIX = "compute-logs"

@@ -15,11 +15,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
-from crd_jsonschema import cr_schema
 
 from floe_platform.cli import main
 from floe_platform.codegen.crd import floe_platform_crd
 from floe_platform.config import load_platform, parse_platform
+from testkit.crd_schema import cr_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "charts/floe-platform/crds/floeplatforms.floe.dev.yaml"

@@ -1,4 +1,4 @@
-"""The RBAC model in ``support.rbac`` follows kube-apiserver's request resolution and rule matching.
+"""The RBAC model in ``testkit.rbac`` follows kube-apiserver's request resolution and rule matching.
 
 Pure code, no server: each case is a rule of Kubernetes' RBAC documented behaviour.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.rbac import Authorizer, PolicyRule, RequestAttributes, request_attributes
+from testkit.rbac import Authorizer, PolicyRule, RequestAttributes, request_attributes
 
 CORE, BATCH, FLOE = "/api/v1/namespaces/floe", "/apis/batch/v1/namespaces/floe", "/apis/floe.dev/v1alpha1"
 

@@ -14,23 +14,18 @@ from typing import Any
 
 import jsonschema
 import pytest
-from crd_jsonschema import cr_schema
-from kmock._internal import enums
-from operator_support import (
-    CR,
-    NAMESPACE,
-    FaultInjector,
-    core_api,
-    custom_objects,
-    production_cr,
-    templates,
-)
-from support.kube_emulator import EmulatedCluster, emulated_cluster, validate_object
-from support.operator_process import OperatorProcess, eventually
 
 from floe_platform.codegen.crd import floe_platform_crd
 from floe_platform.config import parse_platform
 from floe_platform.render import render_pod_templates
+from testkit.crd_schema import cr_schema
+from testkit.emulator import EmulatedCluster, emulated_cluster, validate_object
+from testkit.faults import FaultInjector
+from testkit.operator_process import OperatorProcess
+from testkit.platforms import CR, NAMESPACE, core_api, custom_objects, production_cr, templates
+from testkit.waiting import eventually
+
+pytestmark = pytest.mark.slow  # a real operator process per module
 
 RESYNC_SECONDS = 2  # the OperatorProcess default
 
@@ -43,7 +38,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluste
 
 @pytest.fixture(scope="module")
 def running_operator(cluster: EmulatedCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    process = OperatorProcess(cluster.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log")
+    process = OperatorProcess(
+        cluster.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log"
+    ).running()
     yield
     process.stop()
 
@@ -172,7 +169,7 @@ def test_resync_of_an_unchanged_platform_makes_no_podtemplate_calls(cluster: Emu
         before = templates(core_api(cluster), "steady")
         requests.seen.clear()
         time.sleep(2 * RESYNC_SECONDS + 0.5)  # two resync ticks of every platform
-        operator_calls = {key: n for key, n in requests.seen.items() if key[0] != enums.action.WATCH}
+        operator_calls = {key: n for key, n in requests.seen.items() if key[0] != "WATCH"}
         # Only this test's own list below and the reads of the CR are expected; no PodTemplate call.
         assert not any(plural == "podtemplates" for _, plural in operator_calls), operator_calls
         assert templates(core_api(cluster), "steady") == before
@@ -201,7 +198,7 @@ def test_injected_500_and_409_are_retried_until_the_state_converges(cluster: Emu
     resource = apply_and_wait(cluster, "faults")
     faults = FaultInjector(cluster.emulator)
     try:
-        faults.fail_next(enums.action.UPDATE, "podtemplates", 500, 409)
+        faults.fail_next("UPDATE", "podtemplates", 500, 409)
         patch_spec(cluster, "faults", profile_patch("default", temp_volume_size="30Gi"))
         resource["spec"]["infrastructure"]["resource_profiles"]["default"]["temp_volume_size"] = "30Gi"
         eventually(lambda: matches_renderer(cluster, resource, "faults"), what="convergence after faults")
@@ -247,10 +244,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     names = [f"restart{i}" for i in range(4)]
     for name in names:
         api.create_namespaced_custom_object(*CR, production_cr(name))
-    first = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "first.log")
+    first = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "first.log").running()
     eventually(lambda: templates(core_api(kube_cluster), "restart0"), what="first templates")
     first.kill()
-    second = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "second.log")
+    second = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "second.log").running()
     try:
         for name in names:
             eventually(lambda name=name: ready(kube_cluster, name, 1), what=f"{name} Ready after restart")

@@ -1,5 +1,8 @@
 """Faults for the emulator's ``fault_hook``: answer chosen requests with an error, an expired watch, or late.
 
+``FaultPlan`` fires rules a bounded number of times; ``FaultInjector`` queues statuses for the next requests
+of one kind. Both are hooks of the same emulator mechanism (``ApiServerEmulator.fault_hook``).
+
 A ``FaultPlan`` is a list of rules; each matches requests by action and resource and fires a limited
 number of times (every ``every``-th match), so that a test injects a known, bounded amount of trouble and
 can assert afterwards that the trouble really happened (``fired``).
@@ -99,3 +102,36 @@ class FaultPlan:
                 return error_response(rule.status)
             return None  # only slow: serve it normally, late
         return None
+
+
+@dataclass
+class FaultInjector:
+    """Answer the next requests of one (action, plural) with the given error statuses, in order, and count
+    every request by (action, plural). Installed as the emulator's ``fault_hook``, like ``FaultPlan``, so
+    a refused request changes nothing, as on an API server that failed it. ``remove()`` uninstalls it."""
+
+    emulator: Any
+    pending: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    served: list[tuple[str, str, int]] = field(default_factory=list)
+    seen: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.emulator.fault_hook = self
+
+    def fail_next(self, action: str, plural: str, *statuses: int) -> None:
+        """``action`` is kmock's: LIST, WATCH, FETCH, CREATE, UPDATE or DELETE."""
+        self.pending.setdefault((action, plural), []).extend(statuses)
+
+    async def __call__(self, request: Any) -> aiohttp.web.StreamResponse | None:
+        plural = getattr(request.resource, "plural", None) or ""
+        key = (str(getattr(request.action, "value", "")), plural)
+        self.seen[key] += 1
+        queue = self.pending.get(key)
+        if queue and request.subresource is None:
+            status = queue.pop(0)
+            self.served.append((*key, status))
+            return error_response(status)
+        return None
+
+    def remove(self) -> None:
+        self.emulator.fault_hook = None
