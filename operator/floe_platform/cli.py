@@ -26,7 +26,7 @@ def _kubernetes_name(context: click.Context, parameter: click.Parameter, value: 
     """--name and --namespace end up in object names and label values: the same rule as platform.name."""
     problem = None if value is None else check_kubernetes_name(value)
     if problem:
-        _fail([f"--{parameter.name}: {problem}"])
+        _fail([f"{parameter.opts[0]}: {problem}"])
     return value
 
 

@@ -172,7 +172,7 @@ def _without_missing_typos(messages: list[tuple[Loc, str]]) -> list[tuple[Loc, s
 
 
 def _nearest_line(loc: Loc, key_lines: Mapping[Loc, int]) -> int | None:
-    for end in range(len(loc), 0, -1):
+    for end in range(len(loc), -1, -1):  # down to (): the document itself
         if loc[:end] in key_lines:
             return key_lines[loc[:end]]
     return None
