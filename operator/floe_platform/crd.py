@@ -219,6 +219,8 @@ def _quantity_schema() -> dict[str, Any]:
         "anyOf": [{"type": "integer"}, {"type": "string"}],
         "pattern": QUANTITY_PATTERN,
         "maxLength": MAX_QUANTITY_LENGTH,
+        "minimum": _QUANTITY_ANY_OF[1]["minimum"],  # an integer quantity's bounds, from the models
+        "maximum": _QUANTITY_ANY_OF[1]["maximum"],
     }
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from floe_platform.config.quantity import (
+    MAX_QUANTITY,
     MAX_QUANTITY_LENGTH,
     QUANTITY_PATTERN,
     QuantityError,
@@ -129,7 +130,7 @@ def _version_text(value: Any) -> Any:
 QUANTITY_JSON_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "pattern": QUANTITY_PATTERN, "maxLength": MAX_QUANTITY_LENGTH},
-        {"type": "integer"},
+        {"type": "integer", "minimum": 0, "maximum": int(MAX_QUANTITY)},
     ]
 }
 """How a quantity looks in the generated schemas (YAML writes `cpu: 2` as a number: int-or-string)."""

@@ -86,7 +86,7 @@ def check_shape(text: str) -> None:
     sizes: dict[str, int] = {}  # anchor -> nodes in the anchored value, once it is complete
     open_nodes: list[tuple[str | None, int]] = []  # (anchor, expanded count when it started)
     for event in yaml.parse(text, Loader=_Base):
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark else None
         if isinstance(event, yaml.CollectionStartEvent):
             if len(open_nodes) >= MAX_DEPTH:
                 raise YamlProblem(
@@ -103,7 +103,7 @@ def check_shape(text: str) -> None:
             if event.anchor is not None:
                 sizes[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):
-            expanded += _alias_size(event.anchor, sizes, open_nodes, line)
+            expanded += _alias_size(event.anchor or "", sizes, open_nodes, line)
         if expanded > MAX_NODES:
             raise YamlProblem(
                 f"more than {MAX_NODES} values once aliases are expanded; write the values out instead", line
@@ -111,7 +111,7 @@ def check_shape(text: str) -> None:
 
 
 def _alias_size(
-    anchor: str, sizes: dict[str, int], open_nodes: list[tuple[str | None, int]], line: int
+    anchor: str, sizes: dict[str, int], open_nodes: list[tuple[str | None, int]], line: int | None
 ) -> int:
     if any(open_anchor == anchor for open_anchor, _ in open_nodes):
         raise YamlProblem(f"alias *{anchor} repeats a value that contains it; remove the cycle", line)
