@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint bench e2e schemas clean
+.PHONY: help install demo test test-fast lint bench e2e schemas clean fuzz
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,3 +62,6 @@ clean: ## Remove the virtualenv, tools and demo output.
 
 e2e: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
 	FLOE_E2E=required pytest tests/e2e -s $(PYTEST_ARGS)
+
+fuzz: install ## Run the generated bad-input corpus longer (FLOE_FUZZ_CASES, default 20000; FLOE_FUZZ_SEED).
+	FLOE_FUZZ_CASES=$${FLOE_FUZZ_CASES:-20000} pytest tests/config/test_input_corpus.py -s $(PYTEST_ARGS)

@@ -30,7 +30,15 @@ _OBJECT_VERBS = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "del
 _NAMESPACE_SUBRESOURCES = {"status", "finalize"}
 # What every authenticated identity may do on any cluster (bootstrap ClusterRoles bound to
 # system:authenticated): discovery, version and health, and asking about its own permissions.
-_BOOTSTRAP_NON_RESOURCE: tuple[str, ...] = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz")
+_BOOTSTRAP_NON_RESOURCE: tuple[str, ...] = (
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+)
 _BOOTSTRAP_NON_RESOURCE += ("/version", "/version/", "/openapi", "/openapi/*")
 
 

@@ -14,13 +14,23 @@ import yaml
 
 from floe_platform.api import platform_resource
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
+from floe_platform.config.models import check_kubernetes_name
 from floe_platform.render import PROFILE_LABEL, render_pod_templates
 
-file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+# dir_okay: a directory is a bad input like any other (exit 1, one line from the loader), not a usage error.
+file_argument = click.argument("file", type=click.Path(path_type=Path))
+
+
+def _kubernetes_name(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """--name and --namespace end up in object names and label values: the same rule as platform.name."""
+    problem = None if value is None else check_kubernetes_name(value)
+    if problem:
+        _fail([f"{parameter.opts[0]}: {problem}"])
+    return value
 
 
 def _fail(lines: list[str]) -> NoReturn:
-    for line in lines:
+    for line in ConfigError(lines).lines:  # escaped: each problem stays on one line
         click.echo(line, err=True)
     sys.exit(1)
 
@@ -59,8 +69,13 @@ def validate(file: Path) -> None:
 @main.command()
 @file_argument
 @click.option("--profile", "profiles", multiple=True, help="Render only this profile (repeatable).")
-@click.option("--name", "platform_name", help="Platform name, the prefix of each template's name.")
-@click.option("--namespace", "-n", help="Namespace to put in the metadata.")
+@click.option(
+    "--name",
+    "platform_name",
+    callback=_kubernetes_name,
+    help="Platform name, the prefix of each template's name.",
+)
+@click.option("--namespace", "-n", callback=_kubernetes_name, help="Namespace to put in the metadata.")
 def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, namespace: str | None) -> None:
     """Write the PodTemplate of each profile in FILE as YAML documents."""
     config = _load(file)
@@ -83,9 +98,10 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
 @file_argument
 @click.option(
     "--name",
+    callback=_kubernetes_name,
     help="Name of the FloePlatform resource, the prefix of its PodTemplates (default: platform.name).",
 )
-@click.option("--namespace", "-n", help="Namespace of the FloePlatform resource.")
+@click.option("--namespace", "-n", callback=_kubernetes_name, help="Namespace of the FloePlatform resource.")
 def cr(file: Path, name: str | None, namespace: str | None) -> None:
     """Write the FloePlatform custom resource of FILE, for kubectl apply."""
     config = _load(file)

@@ -14,15 +14,19 @@ import json
 from typing import Any
 
 from floe_platform.api import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from floe_platform.config.models import DNS_LABEL, ENV_NAME, QUANTITY_JSON_SCHEMA, PlatformConfig
-from floe_platform.config.quantity import QUANTITY_PATTERN
+from floe_platform.config.models import (
+    DNS_LABEL,
+    ENV_NAME,
+    MAX_ENV_ENTRIES,
+    MAX_NAMED_MAP_ENTRIES,
+    MAX_PROFILES,
+    QUANTITY_JSON_SCHEMA,
+    PlatformConfig,
+)
+from floe_platform.config.quantity import MAX_QUANTITY_LENGTH, QUANTITY_PATTERN
 
 # CEL's estimated cost grows with the size of strings and maps; the API server refuses a CRD whose rules
-# could exceed its budget, so every value a rule reads is bounded. No real quantity or profile set is close.
-MAX_QUANTITY_LENGTH = 64
-MAX_PROFILES = 64
-MAX_NAMED_MAP_ENTRIES = 64
-MAX_ENV_ENTRIES = 256
+# could exceed its budget, so every value a rule reads is bounded, by the models' own bounds (imported).
 # Keywords pydantic emits that a CRD schema either does not know or should not carry.
 _DROPPED_KEYWORDS = frozenset({"title", "examples", "default", "$defs", "$schema", "$id"})
 _QUANTITY_ANY_OF = QUANTITY_JSON_SCHEMA["anyOf"]
@@ -174,7 +178,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     for key, value in node.items():
         if key in _DROPPED_KEYWORDS or (key == "additionalProperties" and value is False):
             continue
-        if key == "properties":
+        if key == "propertyNames":  # not in a structural schema: the key rule becomes CEL
+            converted["x-kubernetes-validations"] = [_keys_rule(value)]
+        elif key == "properties":
             converted[key] = {name: _convert(child, defs) for name, child in value.items()}
         elif key in ("additionalProperties", "items"):
             converted[key] = _convert(value, defs)
@@ -205,6 +211,8 @@ def _quantity_schema() -> dict[str, Any]:
         "anyOf": [{"type": "integer"}, {"type": "string"}],
         "pattern": QUANTITY_PATTERN,
         "maxLength": MAX_QUANTITY_LENGTH,
+        "minimum": _QUANTITY_ANY_OF[1]["minimum"],  # an integer quantity's bounds, from the models
+        "maximum": _QUANTITY_ANY_OF[1]["maximum"],
     }
 
 
@@ -241,6 +249,14 @@ def _add_rules(spec: dict[str, Any]) -> None:
     ]
     node_selector = profile["properties"]["node_selector"]
     node_selector["maxProperties"] = MAX_NAMED_MAP_ENTRIES
+
+
+def _keys_rule(names: dict[str, Any]) -> dict[str, str]:
+    """A map's ``propertyNames`` (pattern and maxLength, from the models) as a CEL rule on its keys."""
+    return {
+        "rule": f"self.all(name, size(name) <= {names['maxLength']} && name.matches('{names['pattern']}'))",
+        "message": f"keys must match {names['pattern']} and be at most {names['maxLength']} characters",
+    }
 
 
 def _names_rule(what: str) -> dict[str, str]:
