@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 _KEY_RULE = re.compile(r"self\.all\(name, (?:size\(name\) <= (\d+) && )?name\.matches\('(.*)'\)\)")
 
