@@ -36,6 +36,8 @@ KUBERNETES_VERSION = "1.37"
 # (resource, kind, namespaced): what tests need to list and watch.
 RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("v1/podtemplates", "PodTemplate", True),
+    ("v1/limitranges", "LimitRange", True),  # namespace guardrails (the operator indexes them)
+    ("v1/resourcequotas", "ResourceQuota", True),
     ("v1/pods", "Pod", True),
     ("v1/events", "Event", True),
     ("v1/configmaps", "ConfigMap", True),

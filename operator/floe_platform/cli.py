@@ -15,7 +15,7 @@ import yaml
 from floe_platform.api import platform_resource
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
 from floe_platform.config.models import check_kubernetes_name
-from floe_platform.render import PROFILE_LABEL, render_pod_templates
+from floe_platform.render import PROFILE_LABEL, render_guardrails, render_pod_templates
 
 # dir_okay: a directory is a bad input like any other (exit 1, one line from the loader), not a usage error.
 file_argument = click.argument("file", type=click.Path(path_type=Path))
@@ -77,7 +77,8 @@ def validate(file: Path) -> None:
 )
 @click.option("--namespace", "-n", callback=_kubernetes_name, help="Namespace to put in the metadata.")
 def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, namespace: str | None) -> None:
-    """Write the PodTemplate of each profile in FILE as YAML documents."""
+    """Write the PodTemplate of each profile in FILE as YAML documents, then, with
+    infrastructure.namespace_limits enabled, the LimitRange and ResourceQuota the operator applies."""
     config = _load(file)
     known = config.infrastructure.resource_profiles
     unknown = [name for name in profiles if name not in known]
@@ -91,7 +92,8 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
     templates = render_pod_templates(config, platform_name, namespace)
     if profiles:
         templates = [t for t in templates if t["metadata"]["labels"][PROFILE_LABEL] in profiles]
-    click.echo(_dump_yaml(templates), nl=False)
+    guardrails = [] if profiles else render_guardrails(config, platform_name, namespace)
+    click.echo(_dump_yaml([*templates, *guardrails]), nl=False)
 
 
 @main.command()

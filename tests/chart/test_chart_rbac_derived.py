@@ -284,9 +284,46 @@ class OperatorPaths:
         conditions = (self.cr(name).get("status") or {}).get("conditions") or []
         return next((c["reason"] for c in conditions if c["type"] == "Ready"), "")
 
+    def guardrails(self, name: str) -> dict[str, Any]:
+        """This platform's LimitRange and ResourceQuota, by name."""
+        core = self.core()
+        items = [
+            *core.list_namespaced_limit_range(self.namespace).items,
+            *core.list_namespaced_resource_quota(self.namespace).items,
+        ]
+        return {
+            i.metadata.name: i for i in items if (i.metadata.labels or {}).get("floe.dev/platform") == name
+        }
+
+
+def drive_namespace_limits(paths: OperatorPaths) -> None:
+    """namespace_limits enabled (over hand-made objects of the same names), changed, then disabled."""
+    custom, core, namespace = paths.custom(), paths.core(), paths.namespace
+    # Made by hand under the operator's names: its creates meet 409, read them and take them over.
+    core.create_namespaced_limit_range(
+        namespace, {"metadata": {"name": "rbac-limits"}, "spec": {"limits": [{"type": "Container"}]}}
+    )
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "rbac-quota"}, "spec": {}})
+
+    def set_limits(**limits: Any) -> None:
+        spec = {"spec": {"infrastructure": {"namespace_limits": limits}}}
+        custom.patch_namespaced_custom_object(*CR, namespace, "floeplatforms", "rbac", spec)
+
+    def quota_cpu() -> str:
+        quota = paths.guardrails("rbac").get("rbac-quota")
+        return str(quota.spec.hard.get("requests.cpu")) if quota and quota.spec.hard else ""
+
+    set_limits(enabled=True, concurrent_runs=2)
+    eventually(lambda: quota_cpu() == "500m", what="guardrails applied over the hand-made ones")
+    set_limits(concurrent_runs=3)
+    eventually(lambda: quota_cpu() == "750m", what="quota follows concurrent_runs")
+    set_limits(enabled=False)
+    eventually(lambda: paths.guardrails("rbac") == {}, what="guardrails deleted when disabled")
+
 
 def drive_every_operator_path(paths: OperatorPaths) -> None:
-    """Reconcile, status, events, drift repair, profile removal, an invalid spec, and the finalizer."""
+    """Reconcile, status, events, drift repair, profile removal, namespace limits, an invalid spec, and
+    the finalizer."""
     resource = platform_resource(load_platform_text(OPERATOR_PLATFORM), "rbac", paths.namespace)
     custom, core, namespace = paths.custom(), paths.core(), paths.namespace
     # A template of that name made by hand: the operator's create meets 409, reads it and takes it over.
@@ -306,6 +343,7 @@ def drive_every_operator_path(paths: OperatorPaths) -> None:
     eventually(
         lambda: sorted(paths.templates("rbac")) == ["rbac-small"], what="removed profile's template gone"
     )
+    drive_namespace_limits(paths)
 
     invalid = {"spec": {"infrastructure": {"resource_profiles": {"small": {"limits": {"memory": "2Gb"}}}}}}
     custom.patch_namespaced_custom_object(*CR, namespace, "floeplatforms", "rbac", invalid)

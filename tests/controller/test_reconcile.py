@@ -235,7 +235,8 @@ def test_fresh_cache_means_no_api_call_at_all(kube_cluster: EmulatedCluster) -> 
     reconcile(core, stored_body())
     cache = list(templates(core, "prod").values())
     requests = FaultInjector(kube_cluster.emulator)
-    assert not reconcile(core, stored_body(), known=cache).changed
+    # guardrails: namespace_limits is off and the (empty) caches of LimitRanges and quotas are fresh too
+    assert not reconcile(core, stored_body(), known=cache, known_guardrails={}).changed
     assert requests.seen == {}
 
 

@@ -257,19 +257,20 @@ class Operator(Component):
     """Probe timings of the operator's /healthz on port 8080."""
 
 
-class Headroom(ValuesModel):
+class HeadroomValues(ValuesModel):
     cpu: KubeQuantity
     memory: KubeQuantity
 
 
-class NamespaceLimits(ValuesModel):
-    """A LimitRange and ResourceQuota derived from the platform's profiles."""
+class NamespaceLimitsValues(ValuesModel):
+    """Namespace guardrails: the chart writes them into the FloePlatform's spec, the operator applies them."""
 
     enabled: bool = False
-    """Render a LimitRange (no container above the largest profile) and a ResourceQuota; needs platform."""
+    """Set platform.infrastructure.namespace_limits, so that the operator applies a LimitRange (no container
+    above the largest profile or service) and a ResourceQuota; needs platform."""
     concurrent_runs: int = Field(default=0, ge=0)
     """Run pods the quota must fit; 0 means dagster.runCoordinator.maxConcurrentRuns."""
-    services_headroom: Headroom
+    services_headroom: HeadroomValues
     """Added to the quota for the webserver, daemon, code server, database and operator."""
 
 
@@ -298,7 +299,7 @@ class ChartValues(ValuesModel):
     external_postgresql: ExternalPostgresql = ExternalPostgresql()
     localstack: Localstack
     operator: Operator
-    namespace_limits: NamespaceLimits
+    namespace_limits: NamespaceLimitsValues
     tests: Tests
     platform: dict[str, Any] | None = None
     """platform.yaml content. When set, the chart renders it as a FloePlatform resource and takes
@@ -331,7 +332,7 @@ def chart_values_schema() -> dict[str, Any]:
 
 
 # Shown as one row each: small objects whose keys read best together.
-_REFERENCE_LEAVES = (Image, ContainerResources, Service, Probe, ServiceAccount, Headroom, SecretKeyRef)
+_REFERENCE_LEAVES = (Image, ContainerResources, Service, Probe, ServiceAccount, HeadroomValues, SecretKeyRef)
 # Every component has these (see Component); the reference describes them once, not per component.
 _COMMON_COMPONENT_KEYS = frozenset(Component.model_fields) - {"image", "resources"}
 

@@ -134,6 +134,18 @@ def status_schema() -> dict[str, Any]:
                 "description": "metadata.generation of the spec the operator last acted on.",
             },
             "profileNames": {"type": "string", "description": "Comma-separated profile names."},
+            "namespaceLimits": {
+                "type": "array",
+                "description": "The LimitRange and ResourceQuota in place (infrastructure.namespace_limits).",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "name"],
+                    "properties": {
+                        "kind": {"type": "string", "description": "LimitRange or ResourceQuota."},
+                        "name": {"type": "string", "description": "Its name, <platform>-limits or -quota."},
+                    },
+                },
+            },
             "profiles": {
                 "type": "array",
                 "description": "One entry per profile whose PodTemplate is in place.",

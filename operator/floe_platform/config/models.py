@@ -349,6 +349,44 @@ def _check_temp_directory(path: str) -> None:
         )
 
 
+class Headroom(StrictModel):
+    """CPU and memory requested by the platform's own services (webserver, daemon, code server, ...)."""
+
+    cpu: Quantity = "0"
+    """Added to the quota's requests.cpu."""
+    memory: Quantity = "0"
+    """Added to the quota's requests.memory and limits.memory."""
+
+
+class ContainerLimits(StrictModel):
+    """The limits of one of the platform's own containers, as its Deployment sets them."""
+
+    # The schema is the quantity's alone: an absent key is how YAML says "no limit" (and a structural
+    # schema cannot express a nullable int-or-string).
+    cpu: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """Its CPU limit, if it has one."""
+    memory: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """Its memory limit, if it has one."""
+
+
+class NamespaceLimits(StrictModel):
+    """A LimitRange and a ResourceQuota for the platform's namespace, derived from the profiles.
+
+    The operator applies both as children of the FloePlatform: no container above the largest profile (or
+    the platform's own containers), and room for concurrent_runs run pods of the largest profile.
+    """
+
+    enabled: bool = False
+    """Apply the LimitRange <platform>-limits and the ResourceQuota <platform>-quota."""
+    concurrent_runs: int = Field(default=1, ge=1)
+    """Run pods of the largest profile that the quota must fit at once."""
+    services_headroom: Headroom = Headroom()
+    """Added to the quota for the platform's own services."""
+    service_container_limits: list[ContainerLimits] = Field(default_factory=list, max_length=64)
+    """Limits of the platform's own containers, so that the LimitRange maximum never locks them out (the
+    chart fills it from its components' resources.limits)."""
+
+
 class Infrastructure(StrictModel):
     """Where and how Dagster runs execute."""
 
@@ -356,6 +394,8 @@ class Infrastructure(StrictModel):
         min_length=1, max_length=MAX_PROFILES, json_schema_extra=keys_matching(DNS_LABEL, DNS_LABEL_MAX)
     )
     """Named resource profiles; each becomes one PodTemplate named <platform>-<profile>."""
+    namespace_limits: NamespaceLimits = NamespaceLimits()
+    """Namespace guardrails derived from the profiles; off by default."""
 
 
 class ComputeLogs(StrictModel):

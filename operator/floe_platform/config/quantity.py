@@ -10,7 +10,7 @@ client (which costs more than a second of start-up).
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 _BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -191,3 +191,27 @@ def parse_duckdb_size(value: str) -> int:
 def format_mib(num_bytes: int) -> str:
     """Render a byte count as whole MiB in the form both DuckDB and people read: ``8192MiB``."""
     return f"{num_bytes // 1024**2}MiB"
+
+
+def format_quantity(value: Decimal, binary: bool = False) -> str:
+    """The exact Kubernetes quantity text of ``value``: ``16``, ``500m``, ``48Gi``, ``10Ei``.
+
+    One canonical form for values computed from other quantities: with ``binary`` (memory) the largest
+    binary suffix that divides the value exactly, else the largest decimal suffix that does. Kubernetes
+    keeps no digit below a nano, so a finer value is rounded up to whole nanos (a limit never shrinks).
+    """
+    if value < 0:
+        raise ValueError(f"{value} is negative; quantities computed here are never below zero")
+    if value == 0:
+        return "0"
+    if binary and value == value.to_integral_value() and value >= 1024:
+        for suffix, power in sorted(_BINARY_SUFFIXES.items(), key=lambda item: -item[1]):
+            count, remainder = divmod(int(value), 1024**power)
+            if remainder == 0:
+                return f"{count}{suffix}"
+    nanos = (value * Decimal(10) ** 9).to_integral_value(rounding=ROUND_CEILING)
+    for suffix, exponent in sorted(_DECIMAL_SUFFIXES.items(), key=lambda item: -item[1]):
+        count, remainder = divmod(int(nanos), 10 ** (exponent + 9))
+        if remainder == 0:
+            return f"{count}{suffix}"
+    raise AssertionError("unreachable: every whole number of nanos divides by 10**0")

@@ -1,8 +1,9 @@
 """The API half of reconciling a FloePlatform: carry out ``controller.plan`` with the kubernetes client.
 
-Every write is idempotent, so a retry, a restart or two overlapping runs converge on the same state:
-create falls back to reading the existing object, a patch replaces the whole ``template`` (a JSON patch,
-so fields added by hand disappear), and delete ignores "not found". API errors are sorted into
+The children are PodTemplates, LimitRanges and ResourceQuotas, written the same way. Every write is
+idempotent, so a retry, a restart or two overlapping runs converge on the same state: create falls back to
+reading the existing object, a patch replaces the whole ``template`` or ``spec`` (a JSON patch, so fields
+added by hand disappear), and delete ignores "not found". API errors are sorted into
 ``TransientApiError`` (retry with backoff) and ``PermanentApiError`` (report).
 """
 
@@ -17,9 +18,11 @@ import kubernetes  # type: ignore[import-untyped]
 import urllib3
 
 from floe_platform.controller.plan import (
+    GUARDRAIL_KINDS,
     Outcome,
     PlatformRef,
-    desired_templates,
+    desired_children,
+    guardrail_entry,
     in_sync,
     owned_by,
     owned_templates,
@@ -49,35 +52,55 @@ def reconcile(
     core: kubernetes.client.CoreV1Api,
     body: Mapping[str, Any],
     known: Iterable[Mapping[str, Any]] | None = None,
+    known_guardrails: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
 ) -> Outcome:
-    """Make the namespace's PodTemplates match the FloePlatform ``body``: one per profile, no others.
+    """Make the FloePlatform ``body``'s children match its spec: one PodTemplate per profile and, with
+    namespace_limits enabled, its LimitRange and ResourceQuota; no others.
 
-    ``known`` is the live templates as a watch-fed cache has them (the operator's kopf index); without
-    it they are listed. A stale cache costs at most a redundant patch, a 409 turned into a patch, or a
-    delete that waits for the next resync: every step checks or tolerates the live state.
+    ``known`` (PodTemplates) and ``known_guardrails`` (by kind) are the live children as a watch-fed cache
+    has them (the operator's kopf indexes); without them they are listed. A stale cache costs at most a
+    redundant patch, a 409 turned into a patch, or a delete that waits for the next resync: every step
+    checks or tolerates the live state.
     """
     platform = PlatformRef.from_body(body)
-    templates = desired_templates(body.get("spec"), platform)
-    client = PodTemplateClient(core, platform.namespace)
-    items = list(known) if known is not None else client.list_labelled(platform.name)
-    live = owned_templates(items, platform)
-    outcome = Outcome(profiles=[profile_entry(template) for template in templates])
-    for template in templates:
-        name = template["metadata"]["name"]
-        action = apply_template(client, template, live.pop(name, None))
-        if action == "created":
-            outcome.created.append(name)
-        elif action == "patched":
-            outcome.patched.append(name)
-    for name, stale in live.items():
-        if owned_by(stale, platform):
-            client.delete(name)
-            outcome.deleted.append(name)
+    desired = desired_children(body.get("spec"), platform)
+    outcome = Outcome(
+        profiles=[profile_entry(template) for template in desired.templates],
+        guardrails=[guardrail_entry(guardrail) for guardrail in desired.guardrails],
+    )
+    converge(
+        ChildClient(core, platform.namespace, "PodTemplate"), desired.templates, known, platform, outcome
+    )
+    for kind in GUARDRAIL_KINDS:
+        wanted = [guardrail for guardrail in desired.guardrails if guardrail["kind"] == kind]
+        cached = None if known_guardrails is None else known_guardrails.get(kind, [])
+        converge(ChildClient(core, platform.namespace, kind), wanted, cached, platform, outcome)
     return outcome
 
 
-def apply_template(client: PodTemplateClient, desired: dict[str, Any], live: Mapping[str, Any] | None) -> str:
-    """Create or patch one PodTemplate; returns ``created``, ``patched`` or ``unchanged``."""
+def converge(
+    client: ChildClient,
+    desired: list[dict[str, Any]],
+    known: Iterable[Mapping[str, Any]] | None,
+    platform: PlatformRef,
+    outcome: Outcome,
+) -> None:
+    """Create or patch each desired child of one kind, and delete the owned ones no longer desired."""
+    items = list(known) if known is not None else client.list_labelled(platform.name)
+    live = owned_templates(items, platform)
+    for child in desired:
+        name = child["metadata"]["name"]
+        action = apply_template(client, child, live.pop(name, None))
+        if action != "unchanged":
+            getattr(outcome, action).append(client.describe(name))
+    for name, stale in live.items():
+        if owned_by(stale, platform):
+            client.delete(name)
+            outcome.deleted.append(client.describe(name))
+
+
+def apply_template(client: ChildClient, desired: dict[str, Any], live: Mapping[str, Any] | None) -> str:
+    """Create or patch one child; returns ``created``, ``patched`` or ``unchanged``."""
     name = desired["metadata"]["name"]
     if live is None:
         live = client.create_or_get(desired)
@@ -89,23 +112,36 @@ def apply_template(client: PodTemplateClient, desired: dict[str, Any], live: Map
     return "patched"
 
 
-class PodTemplateClient:
-    """The four PodTemplate calls the reconciler makes, with timeouts and errors sorted for retrying."""
+# The CoreV1Api method suffix of each kind the operator writes.
+_METHODS = {"PodTemplate": "pod_template", "LimitRange": "limit_range", "ResourceQuota": "resource_quota"}
+
+
+class ChildClient:
+    """The five calls the reconciler makes on one kind, with timeouts and errors sorted for retrying."""
 
     def __init__(
         self,
         core: kubernetes.client.CoreV1Api,
         namespace: str,
+        kind: str,
         timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self._core = core
         self._namespace = namespace
+        self._kind = kind
         self._timeout = timeout
+
+    def describe(self, name: str) -> str:
+        """How the outcome names a child: a PodTemplate by its name, others as ``Kind/name``."""
+        return name if self._kind == "PodTemplate" else f"{self._kind}/{name}"
+
+    def _call(self, verb: str) -> Any:
+        return getattr(self._core, f"{verb}_namespaced_{_METHODS[self._kind]}")
 
     def list_labelled(self, platform_name: str) -> list[dict[str, Any]]:
         selector = f"{PLATFORM_LABEL}={platform_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
-        with _sorted_errors(f"list PodTemplates in {self._namespace}"):
-            response = self._core.list_namespaced_pod_template(
+        with _sorted_errors(f"list {self._kind}s in {self._namespace}"):
+            response = self._call("list")(
                 self._namespace,
                 label_selector=selector,
                 _request_timeout=self._timeout,
@@ -118,10 +154,8 @@ class PodTemplateClient:
         """Create; if it already exists (a lost race or a stale list), return the live object instead."""
         name = body["metadata"]["name"]
         try:
-            with _sorted_errors(f"create PodTemplate {self._namespace}/{name}"):
-                self._core.create_namespaced_pod_template(
-                    self._namespace, body, _request_timeout=self._timeout
-                )
+            with _sorted_errors(f"create {self._kind} {self._namespace}/{name}"):
+                self._call("create")(self._namespace, body, _request_timeout=self._timeout)
             return None
         except TransientApiError as error:
             if (
@@ -129,24 +163,20 @@ class PodTemplateClient:
                 or error.__cause__.status != 409
             ):
                 raise
-        with _sorted_errors(f"read PodTemplate {self._namespace}/{name}"):
-            response = self._core.read_namespaced_pod_template(
+        with _sorted_errors(f"read {self._kind} {self._namespace}/{name}"):
+            response = self._call("read")(
                 name, self._namespace, _request_timeout=self._timeout, _preload_content=False
             )
         return _json(response)
 
     def patch(self, name: str, operations: list[dict[str, Any]]) -> None:
-        with _sorted_errors(f"patch PodTemplate {self._namespace}/{name}"):
-            self._core.patch_namespaced_pod_template(
-                name, self._namespace, operations, _request_timeout=self._timeout
-            )
+        with _sorted_errors(f"patch {self._kind} {self._namespace}/{name}"):
+            self._call("patch")(name, self._namespace, operations, _request_timeout=self._timeout)
 
     def delete(self, name: str) -> None:
         try:
-            with _sorted_errors(f"delete PodTemplate {self._namespace}/{name}"):
-                self._core.delete_namespaced_pod_template(
-                    name, self._namespace, _request_timeout=self._timeout
-                )
+            with _sorted_errors(f"delete {self._kind} {self._namespace}/{name}"):
+                self._call("delete")(name, self._namespace, _request_timeout=self._timeout)
         except PermanentApiError as error:
             if _status_of(error) != 404:  # already gone is what we wanted
                 raise

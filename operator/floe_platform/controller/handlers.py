@@ -26,6 +26,9 @@ FINALIZER = "floe.dev/operator"
 ANNOTATION_PREFIX = "operator.floe.dev"
 MAX_RETRY_DELAY = 60.0
 INDEX = "floe_templates"
+# One index per guardrail kind (kopf index ids are unique), keyed like INDEX.
+GUARDRAIL_INDEXES = {"LimitRange": "floe_limitranges", "ResourceQuota": "floe_resourcequotas"}
+_PLURALS = {"LimitRange": "limitranges", "ResourceQuota": "resourcequotas"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ def register(registry: kopf.OperatorRegistry, options: OperatorOptions) -> None:
     kopf.index("v1", "podtemplates", registry=registry, id=INDEX, labels={MANAGED_BY_LABEL: MANAGED_BY})(
         index_template
     )
+    for kind, index_id in GUARDRAIL_INDEXES.items():
+        labels = {MANAGED_BY_LABEL: MANAGED_BY}
+        kopf.index("v1", _PLURALS[kind], registry=registry, id=index_id, labels=labels)(index_guardrail)
     kopf.on.resume(*resource, registry=registry)(on_change)
     kopf.on.create(*resource, registry=registry)(on_change)
     kopf.on.update(*resource, field="spec", registry=registry)(on_change)
@@ -100,6 +106,8 @@ def make_api_client(pool_size: int) -> kubernetes.client.ApiClient:
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 TemplateKey = tuple[str | None, str | None]
+Known = tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]
+"""The live children from the indexes: PodTemplates, and the guardrails by kind."""
 
 
 def index_template(
@@ -109,8 +117,19 @@ def index_template(
     return {(namespace, labels.get(PLATFORM_LABEL)): {key: body.get(key) for key in ("metadata", "template")}}
 
 
+def index_guardrail(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[TemplateKey, dict[str, Any]]:
+    """Index our LimitRanges and ResourceQuotas like the PodTemplates, keeping their ``spec``."""
+    return {(namespace, labels.get(PLATFORM_LABEL)): {key: body.get(key) for key in ("metadata", "spec")}}
+
+
 def known_templates(index: kopf.Index[TemplateKey, dict[str, Any]], body: kopf.Body) -> list[dict[str, Any]]:
     return list(index.get((body["metadata"]["namespace"], body["metadata"]["name"]), []))
+
+
+def known_guardrails(indexes: Mapping[str, Any], body: kopf.Body) -> dict[str, list[dict[str, Any]]]:
+    return {kind: known_templates(indexes[index_id], body) for kind, index_id in GUARDRAIL_INDEXES.items()}
 
 
 def on_change(
@@ -118,13 +137,15 @@ def on_change(
 ) -> None:
     """Create, spec update and resume: reconcile now, report, and retry transient failures."""
     known = known_templates(kwargs[INDEX], body)
-    sync(memo["core"], body, patch, logger, known=known, retry=retry, always_warn=True)
+    guardrails = known_guardrails(kwargs, body)
+    sync(memo["core"], body, patch, logger, known=(known, guardrails), retry=retry, always_warn=True)
 
 
 def on_resync(*, body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger, **kwargs: Any) -> None:
     """Periodic resync: repairs drift; the next tick is the retry, so nothing is raised."""
     known = known_templates(kwargs[INDEX], body)
-    sync(memo["core"], body, patch, logger, known=known, retry=None, always_warn=False)
+    guardrails = known_guardrails(kwargs, body)
+    sync(memo["core"], body, patch, logger, known=(known, guardrails), retry=None, always_warn=False)
 
 
 def sync(
@@ -133,7 +154,7 @@ def sync(
     patch: kopf.Patch,
     logger: Logger,
     *,
-    known: list[dict[str, Any]] | None,
+    known: Known | None,
     retry: int | None,
     always_warn: bool,
 ) -> None:
@@ -142,7 +163,7 @@ def sync(
     current = body.get("status")
     timestamp = floe_status.now()
     try:
-        outcome = reconcile(core, body, known)
+        outcome = reconcile(core, body, *(known or (None, None)))
     except ConfigError as error:
         new = floe_status.invalid_spec_status(current, platform.generation, error.lines, timestamp)
         _report(
@@ -167,12 +188,14 @@ def sync(
         return
     if outcome.changed:
         logger.info(
-            "PodTemplates: created %s, patched %s, deleted %s",
+            "Children: created %s, patched %s, deleted %s",
             outcome.created,
             outcome.patched,
             outcome.deleted,
         )
-    new = floe_status.reconciled_status(current, platform.generation, outcome.profiles, timestamp)
+    new = floe_status.reconciled_status(
+        current, platform.generation, outcome.profiles, timestamp, outcome.guardrails
+    )
     _report(body, patch, current, new, reason="", message="", warn=False)
 
 

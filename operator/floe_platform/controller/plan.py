@@ -1,8 +1,9 @@
-"""The pure half of reconciling a FloePlatform: what its PodTemplates should be, and how live ones differ.
+"""The pure half of reconciling a FloePlatform: what its children should be, and how live ones differ.
 
-No API calls and no Kubernetes client: given the FloePlatform and the live templates as plain dicts, these
-functions say what to create, which JSON patch brings a live template in line, and what to delete.
-``controller.client`` carries it out.
+The children are one PodTemplate per profile and, with ``namespace_limits`` enabled, a LimitRange and a
+ResourceQuota. No API calls and no Kubernetes client: given the FloePlatform and the live children as plain
+dicts, these functions say what to create, which JSON patch brings a live child in line, and what to
+delete. ``controller.client`` carries it out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from floe_platform.api import API_VERSION, KIND
 from floe_platform.config import parse_platform
 from floe_platform.config.quantity import QuantityError, parse_quantity
-from floe_platform.render import HASH_ANNOTATION, PROFILE_LABEL, render_pod_templates
+from floe_platform.render import HASH_ANNOTATION, PROFILE_LABEL, render_guardrails, render_pod_templates
 from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
 
 
@@ -61,11 +62,16 @@ class ProfileTemplate:
         return {"name": self.name, "template": self.template, "hash": self.hash}
 
 
+GUARDRAIL_KINDS = ("LimitRange", "ResourceQuota")
+
+
 @dataclass
 class Outcome:
     """What one reconcile found and did."""
 
     profiles: list[ProfileTemplate]
+    guardrails: list[dict[str, str]] = field(default_factory=list)
+    """``{kind, name}`` of each namespace guardrail in place (empty when namespace_limits is off)."""
     created: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -75,16 +81,40 @@ class Outcome:
         return bool(self.created or self.patched or self.deleted)
 
 
-def desired_templates(spec: Any, platform: PlatformRef) -> list[dict[str, Any]]:
-    """Validate the spec with the platform.yaml models and render its PodTemplates, owned by the CR.
+@dataclass(frozen=True)
+class Desired:
+    """Every child the FloePlatform should have, owned by it."""
 
-    Raises ``ConfigError`` (field paths prefixed with ``spec.``) before anything is written.
+    templates: list[dict[str, Any]]
+    guardrails: list[dict[str, Any]]
+
+
+def desired_children(spec: Any, platform: PlatformRef) -> Desired:
+    """Validate the spec with the platform.yaml models and render every child, owned by the CR.
+
+    Raises ``ConfigError`` (field paths prefixed with ``spec.``) before anything is written, so an invalid
+    spec leaves every child as it was.
     """
     config = parse_platform(spec, prefix=("spec",))
     templates = render_pod_templates(config, platform_name=platform.name, namespace=platform.namespace)
-    for template in templates:
-        template["metadata"]["ownerReferences"] = [platform.owner_reference()]
-    return templates
+    guardrails = render_guardrails(config, platform.name, platform.namespace)
+    return Desired(_owned(templates, platform), _owned(guardrails, platform))
+
+
+def _owned(objects: list[dict[str, Any]], platform: PlatformRef) -> list[dict[str, Any]]:
+    for obj in objects:
+        obj["metadata"]["ownerReferences"] = [platform.owner_reference()]
+    return objects
+
+
+def desired_templates(spec: Any, platform: PlatformRef) -> list[dict[str, Any]]:
+    """The PodTemplates of ``desired_children``."""
+    return desired_children(spec, platform).templates
+
+
+def guardrail_entry(obj: Mapping[str, Any]) -> dict[str, str]:
+    """A guardrail's entry in the status: ``{kind, name}``."""
+    return {"kind": str(obj["kind"]), "name": str(obj["metadata"]["name"])}
 
 
 def profile_entry(template: Mapping[str, Any]) -> ProfileTemplate:
@@ -99,7 +129,8 @@ def profile_entry(template: Mapping[str, Any]) -> ProfileTemplate:
 def owned_templates(
     items: Iterable[Mapping[str, Any]], platform: PlatformRef
 ) -> dict[str, Mapping[str, Any]]:
-    """The listed templates that carry this platform's labels (checked here too: not every server filters)."""
+    """The listed children (of one kind) that carry this platform's labels (checked here too: not every
+    server filters)."""
     return {
         item["metadata"]["name"]: item
         for item in items
@@ -114,24 +145,32 @@ def owned_by(template: Mapping[str, Any], platform: PlatformRef) -> bool:
     return any(reference.get("uid") == platform.uid for reference in references)
 
 
+def content_key(desired: Mapping[str, Any]) -> str:
+    """Where a child's content lives: a PodTemplate's ``template``, a LimitRange's or quota's ``spec``."""
+    return "template" if desired.get("kind") == "PodTemplate" else "spec"
+
+
 def in_sync(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     """Whether ``live`` already says what ``desired`` says.
 
-    A real API server adds defaults (``imagePullPolicy``, ``terminationMessagePath``, ...), so the
-    template only has to contain the desired fields; lists must match item for item.
+    A real API server adds defaults (``imagePullPolicy``, a LimitRange's ``default`` from its ``max``, ...),
+    so the live child only has to contain the desired fields; lists must match item for item.
     """
     wanted, actual = desired["metadata"], live["metadata"]
+    key = content_key(desired)
     return (
         _contains(actual.get("labels") or {}, wanted["labels"])
-        and _contains(actual.get("annotations") or {}, wanted["annotations"])
+        and _contains(actual.get("annotations") or {}, wanted.get("annotations") or {})
         and all(ref in (actual.get("ownerReferences") or []) for ref in wanted.get("ownerReferences") or [])
-        and _contains(live.get("template"), desired["template"])
+        and _contains(live.get(key), desired[key])
     )
 
 
 # A real API server stores quantities in canonical form ("1000m" comes back as "1", "1024Mi" as "1Gi"), so
-# these fields are compared by value; comparing text would patch the same template on every resync.
-_QUANTITY_KEYS = frozenset({"cpu", "memory", "ephemeral-storage", "sizeLimit"})
+# these fields are compared by value; comparing text would patch the same child on every resync.
+_QUANTITY_KEYS = frozenset(
+    {"cpu", "memory", "ephemeral-storage", "sizeLimit", "requests.cpu", "requests.memory", "limits.memory"}
+)
 
 
 def _contains(actual: Any, wanted: Any, key: str | None = None) -> bool:
@@ -158,7 +197,7 @@ def _same_quantity(actual: Any, wanted: Any) -> bool:
 
 
 def patch_operations(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A JSON patch that puts the desired template in place and keeps others' labels and annotations."""
+    """A JSON patch that puts the desired content in place and keeps others' labels and annotations."""
     wanted, actual = desired["metadata"], live["metadata"]
     ours = {reference["uid"] for reference in wanted["ownerReferences"]}
     others = [ref for ref in actual.get("ownerReferences") or [] if ref.get("uid") not in ours]
@@ -171,8 +210,8 @@ def patch_operations(desired: Mapping[str, Any], live: Mapping[str, Any]) -> lis
         {
             "op": "add",
             "path": "/metadata/annotations",
-            "value": {**(actual.get("annotations") or {}), **wanted["annotations"]},
+            "value": {**(actual.get("annotations") or {}), **(wanted.get("annotations") or {})},
         },
         {"op": "add", "path": "/metadata/ownerReferences", "value": [*others, *wanted["ownerReferences"]]},
-        {"op": "add", "path": "/template", "value": desired["template"]},
+        {"op": "add", "path": f"/{content_key(desired)}", "value": desired[content_key(desired)]},
     ]

@@ -1,4 +1,5 @@
-"""The FloePlatform status block: observedGeneration, one entry per profile, Ready and Reconciled.
+"""The FloePlatform status block: observedGeneration, one entry per profile, the namespace guardrails in
+place, Ready and Reconciled.
 
 Pure functions of the previous status and what just happened, so a condition's ``lastTransitionTime``
 moves only when its status does, and an unchanged status compares equal (the shell then skips the write).
@@ -17,6 +18,7 @@ RECONCILED = "Reconciled"
 INVALID_SPEC = "InvalidSpec"
 API_ERROR = "ApiError"
 RETRYING = "Retrying"
+NAMESPACE_LIMITS = "namespaceLimits"
 
 
 def now() -> str:
@@ -60,12 +62,16 @@ def _block(
     ready: tuple[bool, str, str],
     reconciled: tuple[bool, str, str],
     timestamp: str,
+    guardrails: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     previous = _previous_conditions(status)
+    if guardrails is None:  # nothing was applied: the guardrails in place are the previous ones
+        guardrails = (status or {}).get(NAMESPACE_LIMITS) or []
     return {
         "observedGeneration": generation,
         "profileNames": ",".join(str(profile["name"]) for profile in profiles),
         "profiles": [dict(profile) for profile in profiles],
+        NAMESPACE_LIMITS: [dict(guardrail) for guardrail in guardrails],
         "conditions": [
             condition(previous.get(READY), READY, *ready, generation=generation, timestamp=timestamp),
             condition(
@@ -76,9 +82,13 @@ def _block(
 
 
 def reconciled_status(
-    status: Mapping[str, Any] | None, generation: int, profiles: Sequence[ProfileTemplate], timestamp: str
+    status: Mapping[str, Any] | None,
+    generation: int,
+    profiles: Sequence[ProfileTemplate],
+    timestamp: str,
+    guardrails: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """Every profile's PodTemplate matches the spec."""
+    """Every profile's PodTemplate, and each namespace guardrail ``{kind, name}``, matches the spec."""
     count = len(profiles)
     return _block(
         status,
@@ -87,6 +97,7 @@ def reconciled_status(
         ready=(True, RECONCILED, f"{count} PodTemplate(s) match the spec"),
         reconciled=(True, "Applied", "every profile's PodTemplate is in place; no others remain"),
         timestamp=timestamp,
+        guardrails=guardrails,
     )
 
 
@@ -94,7 +105,7 @@ def invalid_spec_status(
     status: Mapping[str, Any] | None, generation: int, lines: Sequence[str], timestamp: str
 ) -> dict[str, Any]:
     """The spec failed validation: nothing was written, the previous templates (and entries) stay."""
-    message = "; ".join(lines) + " (existing PodTemplates were left unchanged)"
+    message = "; ".join(lines) + " (existing PodTemplates and namespace limits were left unchanged)"
     kept = (status or {}).get("profiles") or []
     failed = (False, INVALID_SPEC, message)
     return _block(status, generation, kept, ready=failed, reconciled=failed, timestamp=timestamp)
