@@ -60,11 +60,11 @@ def test_one_exbibyte_passes_the_chart_as_it_passes_validation(tmp_path: Path) -
     """The removed float parser failed on 1Ei; now the chart copies it and the models decide."""
     huge = {"requests": {"cpu": "1", "memory": "1Ei"}, "limits": {"cpu": "1", "memory": "1Ei"}}
     values = {"platform": {"infrastructure": {"resource_profiles": {"huge": huge}}}}
-    release = _render(tmp_path, {**values, "namespaceLimits": {"enabled": True}})
+    release = _render(tmp_path, {**values, "namespaceLimits": {"enabled": True, "concurrentRuns": 3}})
     guardrails = _guardrails(release)
     assert guardrails["LimitRange"]["spec"]["limits"][0]["max"]["memory"] == "1Ei"
     quota = guardrails["ResourceQuota"]["spec"]["hard"]
-    assert parse_quantity(quota["limits.memory"]) == 10 * Decimal(1024**6) + 8 * GiB  # 10 runs + headroom
+    assert parse_quantity(quota["limits.memory"]) == 3 * Decimal(1024**6) + 8 * GiB  # 3 runs + headroom
 
 
 def test_services_limits_keep_them_from_being_locked_out(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from floe_platform.config import ConfigError, parse_platform
 from floe_platform.config.models import PlatformConfig
-from floe_platform.config.quantity import format_quantity, parse_quantity
+from floe_platform.config.quantity import MAX_QUANTITY, format_quantity, parse_quantity
 from floe_platform.render import render_guardrails
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,9 +100,9 @@ def test_the_platforms_own_services_are_not_locked_out() -> None:
 def test_one_exbibyte_gets_the_same_answer_as_validation() -> None:
     """1Ei passes validation, so it renders too (the chart's float parser failed on it)."""
     huge = {"requests": {"cpu": "1", "memory": "1Ei"}, "limits": {"cpu": "1", "memory": "1Ei"}}
-    limit_range, quota = render_guardrails(_platform({"huge": huge}, concurrent_runs=10))
+    limit_range, quota = render_guardrails(_platform({"huge": huge}, concurrent_runs=4))
     assert limit_range["spec"]["limits"][0]["max"]["memory"] == "1Ei"
-    assert parse_quantity(quota["spec"]["hard"]["limits.memory"]) == 10 * Decimal(1024**6)
+    assert parse_quantity(quota["spec"]["hard"]["limits.memory"]) == 4 * Decimal(1024**6)
 
 
 def test_odd_quantities_stay_exact_and_valid() -> None:
@@ -112,19 +112,19 @@ def test_odd_quantities_stay_exact_and_valid() -> None:
             "requests": {"cpu": "123456789n", "memory": "1.5Gi"},
             "limits": {"cpu": "1e3", "memory": "2e9"},
         },
-        "b": {"requests": {"cpu": "0.1", "memory": "1"}, "limits": {"cpu": "0.2", "memory": "7Ei"}},
+        "b": {"requests": {"cpu": "0.1", "memory": "1"}, "limits": {"cpu": "0.2", "memory": "1Ei"}},
     }
     headroom = {"cpu": "1m", "memory": "1Ki"}
     objects = render_guardrails(_platform(odd, concurrent_runs=3, services_headroom=headroom), "odd", "floe")
     limit_range, quota = _by_kind(objects)["LimitRange"], _by_kind(objects)["ResourceQuota"]
     assert _values(limit_range["spec"]["limits"][0]["max"]) == {
         "cpu": Decimal(1000),
-        "memory": Decimal(7 * 1024**6),
+        "memory": Decimal(1024**6),
     }
     assert _values(quota["spec"]["hard"]) == {
         "requests.cpu": 3 * Decimal("0.123456789") + Decimal("0.001"),
         "requests.memory": Decimal(3 * 1536 * 1024**2 + 1024),
-        "limits.memory": Decimal(3 * 7 * 1024**6 + 1024),
+        "limits.memory": Decimal(3 * 1024**6 + 1024),
     }
     for obj in objects:
         kubernetes_validate.validate(obj, "1.37", strict=True)
@@ -167,15 +167,32 @@ def test_invalid_namespace_limits_name_the_field(limits: dict[str, Any], fragmen
 
 
 @given(
-    st.integers(min_value=0, max_value=10**30),
+    st.integers(min_value=0, max_value=5 * 10**18),
     st.sampled_from(["n", "u", "m", "", "k", "M", "G", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]),
     st.booleans(),
 )
 def test_format_quantity_round_trips_and_agrees_with_the_kubernetes_client(
     count: int, suffix: str, binary: bool
 ) -> None:
-    """The canonical text parses back to the same value, here and in the official client."""
-    value = parse_quantity(f"{count}{suffix}")
+    """The canonical text parses back to the same value, here and in the official client (up to 4Ei, the
+    largest quantity the models accept)."""
+    value = kubernetes.utils.parse_quantity(f"{count}{suffix}")
+    assume(value <= MAX_QUANTITY)
     text = format_quantity(value, binary)
     assert parse_quantity(text) == value
     assert Decimal(kubernetes.utils.parse_quantity(text)) == value
+
+
+def test_a_quota_kubernetes_cannot_hold_is_refused_with_the_fix() -> None:
+    """10 runs of a 1Ei profile need a 10Ei quota, above the 4Ei any quantity may be: refused, one line."""
+    text = """
+infrastructure:
+  namespace_limits: {enabled: true, concurrent_runs: 10}
+  resource_profiles:
+    huge: {requests: {cpu: "1", memory: 1Ei}, limits: {cpu: "1", memory: 1Ei}}
+"""
+    with pytest.raises(ConfigError) as refused:
+        parse_platform(yaml.safe_load(text))
+    (line,) = refused.value.lines
+    assert line.startswith("infrastructure.namespace_limits.concurrent_runs: 10 runs")
+    assert "lower concurrent_runs" in line

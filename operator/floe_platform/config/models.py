@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from floe_platform.config.quantity import (
     MAX_QUANTITY,
+    MAX_QUANTITY_TEXT,
     MAX_QUANTITY_LENGTH,
     QUANTITY_PATTERN,
     QuantityError,
@@ -396,6 +397,23 @@ class Infrastructure(StrictModel):
     """Named resource profiles; each becomes one PodTemplate named <platform>-<profile>."""
     namespace_limits: NamespaceLimits = NamespaceLimits()
     """Namespace guardrails derived from the profiles; off by default."""
+
+    @model_validator(mode="after")
+    def _quota_fits_a_quantity(self) -> Infrastructure:
+        # The quota's limits.memory (runs x the largest memory limit + headroom) must itself be a quantity
+        # Kubernetes can hold, or the ResourceQuota the operator applies could never be written.
+        limits = self.namespace_limits
+        if not limits.enabled:
+            return self
+        largest = max(parse_quantity(p.limits.memory) for p in self.resource_profiles.values())
+        total = limits.concurrent_runs * largest + parse_quantity(limits.services_headroom.memory)
+        if total > MAX_QUANTITY:
+            raise field_error(
+                ("namespace_limits", "concurrent_runs"),
+                f"{limits.concurrent_runs} runs of the largest memory limit need a quota above "
+                f"{MAX_QUANTITY_TEXT}, the largest Kubernetes holds; lower concurrent_runs or the limit",
+            )
+        return self
 
 
 class ComputeLogs(StrictModel):
