@@ -26,8 +26,8 @@ from pydantic_core import PydanticCustomError
 
 from floe_platform.config.quantity import (
     MAX_QUANTITY,
-    MAX_QUANTITY_TEXT,
     MAX_QUANTITY_LENGTH,
+    MAX_QUANTITY_TEXT,
     QUANTITY_PATTERN,
     QuantityError,
     parse_duckdb_size,
