@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint bench e2e schemas clean controlplane-bin cluster cluster-down
+.PHONY: help install demo test test-fast lint bench e2e schemas clean fuzz controlplane-bin cluster cluster-down
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,20 +40,22 @@ test: install controlplane-bin ## Lint, type-check and run every test (kind e2e 
 	scripts/localstack.sh
 	pytest $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy --strict on the source, tests and benchmarks; helm lint --strict.
-	ruff check operator tests scripts bench charts/floe-platform/files testkit
-	ruff format --check operator tests scripts bench charts/floe-platform/files testkit
+test-fast: install ## The inner loop: every test not marked slow (each under ~2 s), no lint.
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff, the import contracts, mypy --strict on source, tests and benchmarks; helm lint --strict.
+	ruff check operator images/user-code testkit tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	ruff format --check operator images/user-code testkit tests scripts bench charts/floe-platform/files charts/floe-platform/schema
+	lint-imports
 	mypy
-	mypy --strict testkit
-	MYPYPATH=operator:tests:. mypy --strict --follow-imports=silent bench tests/faults
+	MYPYPATH=operator:. mypy --strict --follow-imports=silent bench testkit
 	helm lint --strict charts/floe-platform
 
 bench: install ## Run the benchmarks; numbers go to bench/results/.
 	python -m bench
 
-schemas: install ## Regenerate every file generated from the models.
-	python scripts/update-generated.py
-	python -m floe_platform.chart_values > charts/floe-platform/values.schema.json
+schemas: install ## Regenerate every file generated from the models (CRD, JSON schemas, reference tables).
+	python -m floe_platform.codegen
 
 clean: ## Remove the virtualenv, tools and demo output.
 	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache .mypy_cache .ruff_cache
@@ -72,3 +74,6 @@ cluster-down: install ## Stop the control plane `make cluster` started and remov
 
 e2e: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
 	FLOE_E2E=required pytest tests/e2e -s $(PYTEST_ARGS)
+
+fuzz: install ## Run the generated bad-input corpus longer (FLOE_FUZZ_CASES, default 20000; FLOE_FUZZ_SEED).
+	FLOE_FUZZ_CASES=$${FLOE_FUZZ_CASES:-20000} pytest tests/config/test_input_corpus.py -s $(PYTEST_ARGS)

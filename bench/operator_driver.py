@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from floe_platform.api import GROUP, VERSION
 from floe_platform.config import parse_platform
-from floe_platform.crd import GROUP, VERSION
 from floe_platform.render import HASH_ANNOTATION, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 

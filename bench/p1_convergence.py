@@ -17,9 +17,11 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 
 from bench.core import Check, Figure, Outcome
-from bench.emulator import emulated_cluster
-from bench.operator_driver import (
-    OperatorProcess,
+from bench.process import TreeMemory
+from floe_platform.api import GROUP, PLURAL, VERSION
+from testkit.emulator import emulated_cluster
+from testkit.operator_process import OperatorProcess
+from testkit.platforms import (
     TemplateWatch,
     expected_templates,
     floe_platform,
@@ -27,8 +29,6 @@ from bench.operator_driver import (
     list_templates,
     platform_spec,
 )
-from bench.process import TreeMemory
-from floe_platform.crd import GROUP, PLURAL, VERSION
 
 PLATFORMS = 200
 PROFILES = 5
@@ -63,7 +63,9 @@ def operator_seconds(
     with emulated_cluster(workdir, NAMESPACE, honour_label_selectors) as cluster:
         api = cluster.api_client()
         custom = kubernetes.client.CustomObjectsApi(api)
-        operator = OperatorProcess(cluster.kubeconfig_path, NAMESPACE, workdir / "operator.log").start()
+        operator = OperatorProcess(
+            cluster.kubeconfig_path, workdir / "operator.log", ("--namespace", NAMESPACE), 20
+        ).start()
         memory = TreeMemory(operator.pid)
         memory.start()
         try:

@@ -18,17 +18,11 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 
 from bench.core import Check, Figure, Outcome
-from bench.emulator import emulated_cluster
-from bench.operator_driver import (
-    OperatorProcess,
-    TemplateWatch,
-    expected_templates,
-    floe_platform,
-    platform_spec,
-    profile_spec,
-)
-from floe_platform.crd import GROUP, PLURAL, VERSION
+from floe_platform.api import GROUP, PLURAL, VERSION
 from floe_platform.render import HASH_ANNOTATION
+from testkit.emulator import emulated_cluster
+from testkit.operator_process import OperatorProcess
+from testkit.platforms import TemplateWatch, expected_templates, floe_platform, platform_spec, profile_spec
 
 PLATFORMS = 10
 PROFILES = 5
@@ -101,7 +95,9 @@ def measure(workdir: Path) -> tuple[list[float], list[float]]:
     platforms = {f"platform-{index:02d}": platform_spec(PROFILES) for index in range(PLATFORMS)}
     with emulated_cluster(workdir, NAMESPACE, honour_label_selectors=True) as cluster:
         custom = kubernetes.client.CustomObjectsApi(cluster.api_client())
-        operator = OperatorProcess(cluster.kubeconfig_path, NAMESPACE, workdir / "operator.log").start()
+        operator = OperatorProcess(
+            cluster.kubeconfig_path, workdir / "operator.log", ("--namespace", NAMESPACE), 20
+        ).start()
         watch = HashWatch(cluster.url, expected_templates(platforms, NAMESPACE))
         try:
             operator.wait_ready()

@@ -20,9 +20,9 @@ from typing import Any
 import kubernetes  # type: ignore[import-untyped]
 
 from bench.core import Check, Figure, Outcome
-from bench.emulator import EmulatedCluster, emulated_cluster
 from floe_platform.config import parse_platform
 from floe_platform.render import render_pod_templates
+from testkit.emulator import EmulatedCluster, emulated_cluster
 
 LAUNCHES = 40
 NAMESPACE = "bench"

@@ -22,7 +22,7 @@ from bench.duckdb_worker import DIM_ROW_BYTES, EVENT_ROW_BYTES
 from bench.process import ProcessRun, run_measured
 from floe_platform.config.models import ResourceProfile
 from floe_platform.config.quantity import parse_duckdb_size
-from floe_platform.render.duckdb import MEMORY_LIMIT, TEMP_DIRECTORY
+from floe_platform.render.duckdb_env import MEMORY_LIMIT, TEMP_DIRECTORY
 from floe_platform.render.podtemplate import render_pod_template
 
 PROFILE = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}

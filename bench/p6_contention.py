@@ -43,7 +43,7 @@ def append_concurrently(
     start = database.with_suffix(".start")
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.contention_writer", *map(str, (database, n, batches, rows, start))],
+            [sys.executable, "-m", "testkit.duckdb_writer", *map(str, (database, n, batches, rows, start))],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from support.kube_emulator import EmulatedCluster, emulated_cluster
-from support.localstack import LocalStack
+from testkit.emulator import EmulatedCluster, emulated_cluster
+from testkit.localstack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,16 +12,25 @@ from typing import Any, NoReturn
 import click
 import yaml
 
+from floe_platform.api import platform_resource
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
-from floe_platform.crd import API_VERSION, KIND
-from floe_platform.render import PROFILE_LABEL, render_pod_templates
-from floe_platform.schema import dump_json, platform_json_schema
+from floe_platform.config.models import check_kubernetes_name
+from floe_platform.render import PROFILE_LABEL, render_guardrails, render_pod_templates
 
-file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+# dir_okay: a directory is a bad input like any other (exit 1, one line from the loader), not a usage error.
+file_argument = click.argument("file", type=click.Path(path_type=Path))
+
+
+def _kubernetes_name(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """--name and --namespace end up in object names and label values: the same rule as platform.name."""
+    problem = None if value is None else check_kubernetes_name(value)
+    if problem:
+        _fail([f"{parameter.opts[0]}: {problem}"])
+    return value
 
 
 def _fail(lines: list[str]) -> NoReturn:
-    for line in lines:
+    for line in ConfigError(lines).lines:  # escaped: each problem stays on one line
         click.echo(line, err=True)
     sys.exit(1)
 
@@ -60,10 +69,16 @@ def validate(file: Path) -> None:
 @main.command()
 @file_argument
 @click.option("--profile", "profiles", multiple=True, help="Render only this profile (repeatable).")
-@click.option("--name", "platform_name", help="Platform name, the prefix of each template's name.")
-@click.option("--namespace", "-n", help="Namespace to put in the metadata.")
+@click.option(
+    "--name",
+    "platform_name",
+    callback=_kubernetes_name,
+    help="Platform name, the prefix of each template's name.",
+)
+@click.option("--namespace", "-n", callback=_kubernetes_name, help="Namespace to put in the metadata.")
 def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, namespace: str | None) -> None:
-    """Write the PodTemplate of each profile in FILE as YAML documents."""
+    """Write the PodTemplate of each profile in FILE as YAML documents, then, with
+    infrastructure.namespace_limits enabled, the LimitRange and ResourceQuota the operator applies."""
     config = _load(file)
     known = config.infrastructure.resource_profiles
     unknown = [name for name in profiles if name not in known]
@@ -77,43 +92,22 @@ def render(file: Path, profiles: tuple[str, ...], platform_name: str | None, nam
     templates = render_pod_templates(config, platform_name, namespace)
     if profiles:
         templates = [t for t in templates if t["metadata"]["labels"][PROFILE_LABEL] in profiles]
-    click.echo(_dump_yaml(templates), nl=False)
-
-
-def platform_resource(config: PlatformConfig, name: str, namespace: str | None) -> dict[str, Any]:
-    """The FloePlatform custom resource whose spec is the platform config, keys as in platform.yaml."""
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    spec = config.model_dump(mode="json", exclude_unset=True)
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+    guardrails = [] if profiles else render_guardrails(config, platform_name, namespace)
+    click.echo(_dump_yaml([*templates, *guardrails]), nl=False)
 
 
 @main.command()
 @file_argument
 @click.option(
     "--name",
+    callback=_kubernetes_name,
     help="Name of the FloePlatform resource, the prefix of its PodTemplates (default: platform.name).",
 )
-@click.option("--namespace", "-n", help="Namespace of the FloePlatform resource.")
+@click.option("--namespace", "-n", callback=_kubernetes_name, help="Namespace of the FloePlatform resource.")
 def cr(file: Path, name: str | None, namespace: str | None) -> None:
     """Write the FloePlatform custom resource of FILE, for kubectl apply."""
     config = _load(file)
     click.echo(_dump_yaml([platform_resource(config, name or config.platform.name, namespace)]), nl=False)
-
-
-@main.command()
-def schema() -> None:
-    """Write the JSON schema of platform.yaml."""
-    click.echo(dump_json(platform_json_schema()), nl=False)
-
-
-@main.command()
-def crd() -> None:
-    """Write the FloePlatform CustomResourceDefinition (generated from the platform.yaml models)."""
-    from floe_platform.crd import dump_crd_yaml
-
-    click.echo(dump_crd_yaml(), nl=False)
 
 
 @main.command()
@@ -136,8 +130,8 @@ def operator(
     if bool(namespaces) == all_namespaces:
         _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
     # kopf and the kubernetes client load only here, so that `floe validate` stays fast and dependency-free.
-    from floe_platform.operator.handlers import OperatorOptions
-    from floe_platform.operator.main import run_operator
+    from floe_platform.controller.handlers import OperatorOptions
+    from floe_platform.controller.main import run_operator
 
     options = OperatorOptions(
         namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds

@@ -23,6 +23,8 @@ from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, co
 
 from floe_platform.config.models import ComputeLogs
 
+pytestmark = pytest.mark.slow  # Dagster's own config validation of every CI render
+
 CONFIGURABLE_KEYS = (
     "run_storage",
     "event_log_storage",

@@ -15,22 +15,6 @@ from typing import Any
 import yaml
 from chart_render import CHART, Rendered, render, run_helm
 
-OPERATOR_RULES = [
-    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["floe.dev"], "resources": ["floeplatforms/status"], "verbs": ["get", "patch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["podtemplates"],
-        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-    },
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-]
-RUN_RULES = [
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["podtemplates"], "verbs": ["get", "list", "watch"]},
-]
-
 
 def _operator_command(release: Rendered) -> list[str]:
     spec = release.named("Deployment", "operator")["spec"]
@@ -43,7 +27,8 @@ def _operator_command(release: Rendered) -> list[str]:
 def test_operator_role_is_least_privilege_in_its_namespace(default_release: Rendered) -> None:
     role = default_release.named("Role", "operator")
     assert role["metadata"]["namespace"] == "floe"
-    assert role["rules"] == OPERATOR_RULES
+    # Which rules, exactly, is derived from the operator's own calls in test_chart_rbac_derived.py.
+    assert role["rules"]
     binding = default_release.named("RoleBinding", "operator")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -64,7 +49,7 @@ def test_cluster_wide_operator_gets_a_cluster_role_and_all_namespaces(
 ) -> None:
     release = rendered_matrix["cluster-wide"]
     (cluster_role,) = release.of_kind("ClusterRole")
-    assert cluster_role["rules"] == OPERATOR_RULES
+    assert cluster_role["rules"] == rendered_matrix["default"].named("Role", "operator")["rules"]
     (binding,) = release.of_kind("ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -89,11 +74,13 @@ def test_operator_watching_several_namespaces_gets_a_role_in_each() -> None:
     ]
 
 
-def test_run_service_account_has_exactly_what_launcher_and_worker_need(default_release: Rendered) -> None:
+def test_run_service_account_is_bound_to_the_launchers_role(default_release: Rendered) -> None:
+    """Which rules, exactly, is derived from the launcher's own calls in test_chart_rbac_derived.py."""
     role = default_release.named("Role", "dagster")
-    assert role["rules"] == RUN_RULES
     account = default_release.named("ServiceAccount", "dagster")["metadata"]["name"]
-    assert default_release.named("RoleBinding", "dagster")["subjects"][0]["name"] == account
+    binding = default_release.named("RoleBinding", "dagster")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == account
     for suffix in ("webserver", "daemon"):
         pod = default_release.named("Deployment", suffix)["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == account
@@ -155,53 +142,3 @@ def test_install_without_a_stored_secret_generates_one(tmp_path: Path) -> None:
     """Guard: with no stored Secret (lookup's answer on install) the helper does generate a value."""
     value = _probe_value(_probe_chart(tmp_path, {}))
     assert len(base64.b64decode(value)) == 32
-
-
-def test_namespace_limits_follow_the_largest_profile(rendered_matrix: dict[str, Rendered]) -> None:
-    """three-profiles: largest limits 16 CPU / 48Gi, largest requests 2 CPU / 8Gi, 4 runs, 4 CPU / 8Gi
-    headroom. The chart derives these in its templates (helm v4), so the numbers are checked here."""
-    release = rendered_matrix["three-profiles"]
-    (limit_range,) = release.of_kind("LimitRange")
-    assert limit_range["spec"]["limits"] == [
-        {"type": "Container", "max": {"cpu": "16000m", "memory": "49152Mi"}}
-    ]
-    (quota,) = release.of_kind("ResourceQuota")
-    assert quota["spec"]["hard"] == {
-        "requests.cpu": f"{4 * 2000 + 4000}m",
-        "requests.memory": f"{4 * 8192 + 8192}Mi",
-        "limits.memory": f"{4 * 49152 + 8192}Mi",
-    }
-
-
-def test_namespace_limits_read_every_quantity_form(tmp_path: Path) -> None:
-    """Millicores, plain and fractional cores, binary and decimal memory suffixes."""
-    profiles = {
-        "a": {"requests": {"cpu": "0.5", "memory": "1G"}, "limits": {"cpu": "1500m", "memory": "1536Mi"}},
-        "b": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
-    }
-    values = {
-        "platform": {"infrastructure": {"resource_profiles": profiles}},
-        "namespaceLimits": {"enabled": True},
-    }
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
-    release = render([path])
-    (limit_range,) = release.of_kind("LimitRange")
-    assert limit_range["spec"]["limits"][0]["max"] == {"cpu": "1500m", "memory": "1536Mi"}
-    (quota,) = release.of_kind("ResourceQuota")
-    # 10 runs (maxConcurrentRuns) x 500m + 4 CPU; 1G = 953.67Mi, rounded up to 954Mi.
-    assert quota["spec"]["hard"]["requests.cpu"] == "9000m"
-    assert quota["spec"]["hard"]["requests.memory"] == f"{10 * 954 + 8192}Mi"
-
-
-def test_namespace_limits_let_the_platforms_own_services_start(tmp_path: Path) -> None:
-    """Profiles smaller than the services' 1Gi memory limit must not make the LimitRange refuse them."""
-    small = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
-    values = {
-        "platform": {"infrastructure": {"resource_profiles": {"small": small}}},
-        "namespaceLimits": {"enabled": True},
-    }
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
-    (limit_range,) = render([path]).of_kind("LimitRange")
-    assert limit_range["spec"]["limits"][0]["max"] == {"cpu": "500m", "memory": "1024Mi"}

@@ -1,7 +1,7 @@
 """The chart's scripts (files/*.py), run as the hook Job and `helm test` run them, against real LocalStack.
 
 LocalStack (open source, S3 only) runs on the host under Python 3.13, one per session, stopped by pid
-(tests/support/localstack.py). The scripts run under the project venv's Python, whose boto3 is the one
+(testkit/localstack.py). The scripts run under the project venv's Python, whose boto3 is the one
 the user-code image ships. The webserver the smoke test calls is a stand-in: a local HTTP server
 answering `/server_info` as dagster-webserver does; it cannot show that the real webserver is up.
 """
@@ -21,7 +21,7 @@ import boto3
 import pytest
 from chart_render import CHART
 
-from support.localstack import free_port
+from testkit.ports import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "chart-test", "AWS_SECRET_ACCESS_KEY": "chart-test-secret"}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import pytest
 import yaml
 
-import dagster as dg
 from floe_platform.config import load_platform
 
 ROOT = Path(__file__).resolve().parents[2]

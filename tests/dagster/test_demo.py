@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-import dagster as dg
 from floe_platform.config.quantity import parse_quantity
-from floe_platform.render.duckdb import derived_memory_limit
+from floe_platform.render.duckdb_env import derived_memory_limit
+
+pytestmark = pytest.mark.slow  # the demo pipeline and its fixtures run dbt (tens of seconds)
 
 PLATFORM_YAML = """
 infrastructure:

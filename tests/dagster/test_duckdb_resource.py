@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from floe_platform.dagster import duckdb as floe_duckdb
-from floe_platform.dagster.duckdb import (
-    LOCK_RETRIES,
+from floe_platform.dagster import resources as floe_duckdb
+from floe_platform.dagster.resources import (
+    LOCK_RETRY_MESSAGE,
     FloeDuckDBPandasIOManager,
     FloeDuckDBResource,
     backoff_delays,
@@ -98,15 +98,20 @@ def lock_held(database: str, seconds: float) -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_lock_held_by_another_process_is_waited_out_and_counted(tmp_path: Path) -> None:
+def _lock_retries(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for record in caplog.records if record.msg == LOCK_RETRY_MESSAGE)
+
+
+def test_lock_held_by_another_process_is_waited_out_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A real second process holds the write lock for 1 s; the resource retries until it is free."""
     database = str(tmp_path / "contended.duckdb")
     with lock_held(database, seconds=1.0):
-        before = LOCK_RETRIES.value
         resource = FloeDuckDBResource(database=database, max_retries=30)
         with resource.get_connection() as conn:
             conn.execute("CREATE TABLE t AS SELECT 1 AS x")
-        assert LOCK_RETRIES.value > before
+    assert _lock_retries(caplog) > 0
 
 
 def test_lock_error_after_the_last_retry_is_raised(tmp_path: Path) -> None:
@@ -140,11 +145,12 @@ def test_io_manager_connections_carry_the_same_settings_as_the_resource(
             assert conn.execute("SELECT sum(x) FROM public.frame").fetchone() == (6,)
 
 
-def test_errors_other_than_lock_contention_are_raised_without_retrying(tmp_path: Path) -> None:
-    """A path that is a directory will not open by waiting: no retry is counted."""
+def test_errors_other_than_lock_contention_are_raised_without_retrying(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path that is a directory will not open by waiting: no retry is logged."""
     directory = tmp_path / "not-a-file.duckdb"
     directory.mkdir()
-    before = LOCK_RETRIES.value
     with pytest.raises(duckdb.IOException):
         floe_duckdb.connect(str(directory), connection_config({}), max_retries=5)
-    assert LOCK_RETRIES.value == before
+    assert _lock_retries(caplog) == 0

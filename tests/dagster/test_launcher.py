@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import kubernetes
 import pytest
 import yaml
@@ -24,13 +25,14 @@ from dagster._core.launcher.base import WorkerStatus
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-import dagster as dg
 from floe_platform.config import load_platform_text
 from floe_platform.dagster.launcher import ProfileK8sRunLauncher
 from floe_platform.dagster.profiles import MEMORY_LIMIT_TAG, PROFILE_TAG
 from floe_platform.render import render_pod_templates
-from floe_platform.render.duckdb import derived_memory_limit
-from support.kube_emulator import EmulatedCluster, validate_object
+from floe_platform.render.duckdb_env import derived_memory_limit
+from testkit.emulator import EmulatedCluster, validate_object
+
+pytestmark = pytest.mark.slow  # each test starts a Dagster instance and launches against the emulator (3-6 s)
 
 NAMESPACE = "floe"
 IMAGE = "floe-platform/user-code:0.1.0"

@@ -16,7 +16,7 @@ from floe_platform.dagster.profiles import (
     template_to_k8s_config,
 )
 from floe_platform.render import render_pod_template
-from floe_platform.render.duckdb import derived_memory_limit, derived_threads
+from floe_platform.render.duckdb_env import derived_memory_limit, derived_threads
 
 PLATFORM = load_platform_text(
     """

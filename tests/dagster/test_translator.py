@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import dagster as dg
 import pytest
 
-import dagster as dg
 from floe_platform.dagster.translator import FloeTranslator
 
 

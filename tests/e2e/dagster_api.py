@@ -11,9 +11,8 @@ import time
 import urllib.request
 from typing import Any
 
-from dagster_graphql import DagsterGraphQLClient
-
 from dagster import DagsterRunStatus
+from dagster_graphql import DagsterGraphQLClient
 
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 

@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from dagster import DagsterRunStatus
 from dagster_api import run_messages, wait_for_run
 from dagster_graphql import DagsterGraphQLClient
 from deployment import PLATFORM_FILE, PLATFORM_NAME, Deployment
 
-from dagster import DagsterRunStatus
 from floe_platform.config import PlatformConfig, load_platform
 from floe_platform.config.quantity import parse_quantity
 from floe_platform.render import CONTAINER_NAME, PROFILE_LABEL, render_pod_template, template_name

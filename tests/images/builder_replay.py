@@ -73,9 +73,12 @@ class BuilderReplay:
             origin = self.context / source
             if origin.is_dir():
                 shutil.copytree(origin, target, ignore=IGNORED, dirs_exist_ok=True)
-            else:
+            elif destination.endswith("/") or len(sources) > 1:  # Docker: a directory to copy into
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy(origin, target / origin.name)
+            else:  # Docker: one file to one file path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, target)
 
     def _run(self, item: Instruction) -> None:
         for argv in self.dockerfile.shell_commands(item):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PYTHON_BASE = re.compile(r"^python:(?P<version>\d+\.\d+\.\d+)-slim-(?P<distro>[a-z]+)$")
-PROJECT_WHEEL = re.compile(r"^/\S+/floe_platform-\*\.whl$")
+# The project's own wheels: the product (floe-platform) and, in the user-code image, the demo (floe-demo).
+PROJECT_WHEEL = re.compile(r"^/\S+/floe_(platform|demo)-\*\.whl$")
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _export_problems(export: list[str], extra: str) -> list[str]:
 
 
 def _uv_install_problem(argv: list[str], requirements: str | None) -> str | None:
-    """Why this ``uv pip install`` is neither the hashed lock install nor the project wheel, or None."""
+    """Why this ``uv pip install`` is neither the hashed lock install nor the project's wheels, or None."""
     command = " ".join(argv)
     if "--no-config" not in argv:
         return f"`{command}`: add --no-config, or pyproject's unhashed constraints join the install"
@@ -181,9 +182,9 @@ def _uv_install_problem(argv: list[str], requirements: str | None) -> str | None
         hashed = requirement_files == [requirements] and "--require-hashes" in argv
         return None if hashed else f"`{command}`: install the exported {requirements} with --require-hashes"
     packages = [part for part in argv[3:] if not part.startswith("-") and part != _option(argv, "--python")]
-    if len(packages) == 1 and PROJECT_WHEEL.match(packages[0]):
+    if packages and all(PROJECT_WHEEL.match(package) for package in packages):
         return None
-    return f"`{command}`: only the project wheel may be installed outside the lock"
+    return f"`{command}`: only the project's own wheels may be installed outside the lock"
 
 
 def _install_problem(argv: list[str], requirements: str | None, uv_version: str | None) -> str | None:

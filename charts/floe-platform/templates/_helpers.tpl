@@ -163,9 +163,12 @@ Call with (list $ "secret-name" "key"); the result is base64, for a Secret's dat
 {{- end }}
 {{- end }}
 
-{{/* platform.observability.compute_logs with platform.yaml's defaults, as JSON. */}}
+{{/*
+platform.observability.compute_logs with platform.yaml's defaults, as JSON. The defaults come from
+files/compute-log-defaults.json, which `make schemas` generates from the models.
+*/}}
 {{- define "floe.computeLogs" -}}
-{{- $defaults := dict "enabled" true "manager_type" "s3" "storage_ref" "default" "bucket" "dagster-compute-logs" "prefix" "compute-logs/" "retention_days" 30 "local_dir" "/tmp/dagster-compute-logs" "upload_interval" 30 }}
+{{- $defaults := .Files.Get "files/compute-log-defaults.json" | fromJson }}
 {{- $logs := deepCopy (dig "observability" "compute_logs" dict (.Values.platform | default dict)) }}
 {{- /* not sprig's merge: it overwrites a given false with a default true */}}
 {{- range $key, $value := $defaults }}
@@ -266,44 +269,29 @@ password and, for S3 compute logs, the S3 credentials, both from Secrets.
     sizeLimit: 2Gi
 {{- end }}
 
-{{/* Quantities (for limits derived from the profiles) -------------------------------------------- */}}
-
-{{/* A CPU quantity ("500m", "2", 1.5) in millicores. */}}
-{{- define "floe.quantity.millicores" -}}
-{{- $text := toString . }}
-{{- if hasSuffix "m" $text }}{{ trimSuffix "m" $text | float64 | ceil | int64 }}
-{{- else }}{{ mulf (float64 $text) 1000 | ceil | int64 }}{{ end }}
-{{- end }}
-
-{{/* A memory quantity ("512Mi", "4Gi", "1G", 1073741824) in MiB, rounded up. */}}
-{{- define "floe.quantity.mebibytes" -}}
-{{- $text := toString . }}
-{{- $factors := dict "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 }}
-{{- $suffix := regexFind "[A-Za-z]+$" $text }}
-{{- if and $suffix (not (hasKey $factors $suffix)) }}
-{{- fail (printf "%q: unknown memory suffix %q (use Ki, Mi, Gi, Ti, k, M, G or T)" $text $suffix) }}
-{{- end }}
-{{- $bytes := mulf (float64 (trimSuffix $suffix $text)) (get $factors $suffix | default 1.0) }}
-{{- divf $bytes 1048576.0 | ceil | int64 }}
-{{- end }}
-
 {{/* RBAC ------------------------------------------------------------------------------------------- */}}
 
 {{/*
 The operator's rules: least privilege for kopf in standalone mode with namespace scanning off, i.e. the
-FloePlatforms and their status, the PodTemplates it owns, and Events.
+FloePlatforms and their status, the children it owns, and Events.
+*/}}
+{{- /*
+What the operator's calls need (tests/chart/test_chart_rbac_derived.py records them): watch and list
+FloePlatforms, patch them (finalizer, kopf's progress annotations) and their status; list, watch, create,
+patch and delete their children (PodTemplates, and the LimitRange and ResourceQuota of namespace_limits),
+and read one back when a create finds it already there; post Events.
 */}}
 {{- define "floe.operator.rules" -}}
 - apiGroups: [floe.dev]
   resources: [floeplatforms]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [floe.dev]
   resources: [floeplatforms/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
-  resources: [podtemplates]
+  resources: [podtemplates, limitranges, resourcequotas]
   verbs: [get, list, watch, create, patch, delete]
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- end }}
@@ -318,20 +306,24 @@ FloePlatforms and their status, the PodTemplates it owns, and Events.
 {{- end }}
 
 {{/*
-The largest request and limit over the platform's profiles, as JSON {limitCpu, limitMemory, requestCpu,
-requestMemory} in millicores and MiB: the base of the namespace limits.
+platform.infrastructure.namespace_limits from namespaceLimits, as JSON: the numbers stay as written (the
+operator derives the LimitRange and ResourceQuota; the chart holds no quantity arithmetic), plus the
+components' resources.limits verbatim, so that the LimitRange maximum never locks them out.
 */}}
-{{- define "floe.profileMaxima" -}}
-{{- $profiles := dig "infrastructure" "resource_profiles" dict (.Values.platform | default dict) }}
-{{- if not $profiles }}
+{{- define "floe.namespaceLimits" -}}
+{{- $values := .Values.namespaceLimits }}
+{{- if not (dig "infrastructure" "resource_profiles" dict (.Values.platform | default dict)) }}
 {{- fail "namespaceLimits.enabled: the limits are derived from the profiles, so set platform (platform.yaml content) too" }}
 {{- end }}
-{{- $max := dict "limitCpu" 0 "limitMemory" 0 "requestCpu" 0 "requestMemory" 0 }}
-{{- range $profile := $profiles }}
-{{- $_ := set $max "limitCpu" (max $max.limitCpu (include "floe.quantity.millicores" $profile.limits.cpu | int64)) }}
-{{- $_ := set $max "limitMemory" (max $max.limitMemory (include "floe.quantity.mebibytes" $profile.limits.memory | int64)) }}
-{{- $_ := set $max "requestCpu" (max $max.requestCpu (include "floe.quantity.millicores" $profile.requests.cpu | int64)) }}
-{{- $_ := set $max "requestMemory" (max $max.requestMemory (include "floe.quantity.mebibytes" $profile.requests.memory | int64)) }}
+{{- $runs := $values.concurrentRuns | default .Values.dagster.runCoordinator.maxConcurrentRuns | int64 }}
+{{- if lt $runs 1 }}
+{{- fail "namespaceLimits.concurrentRuns: dagster.runCoordinator.maxConcurrentRuns is unlimited, so set the number of runs the quota must fit" }}
 {{- end }}
-{{- $max | toJson }}
+{{- $services := list }}
+{{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.localstack.bucketJob .Values.operator .Values.tests }}
+{{- with pick (dig "resources" "limits" dict $component) "cpu" "memory" }}
+{{- $services = append $services . }}
+{{- end }}
+{{- end }}
+{{- dict "enabled" true "concurrent_runs" $runs "services_headroom" $values.servicesHeadroom "service_container_limits" $services | toJson }}
 {{- end }}

@@ -8,11 +8,11 @@ public.regions).
 
 import datetime as dt
 
+import dagster as dg
 import pandas as pd  # type: ignore[import-untyped]
 
-import dagster as dg
 from floe_demo import data
-from floe_platform.dagster.duckdb import FloeDuckDBResource, current_settings
+from floe_platform.dagster.resources import FloeDuckDBResource, current_settings
 
 PARTITION_START = "2024-01-01"
 PARTITION_END = "2024-01-04"  # exclusive: three daily partitions in the demo

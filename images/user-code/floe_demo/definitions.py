@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 
+import dagster as dg
 from dagster_dbt import DbtCliResource
 
-import dagster as dg
 from floe_demo import assets
 from floe_demo.project import dbt_executable, dbt_project
 from floe_demo.transform import dbt_models
-from floe_platform.dagster.duckdb import FloeDuckDBPandasIOManager, FloeDuckDBResource
+from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource
 
 DEFAULT_WAREHOUSE = "/tmp/floe-warehouse.duckdb"
 SCALE_ENV = "FLOE_DEMO_SCALE"
@@ -25,7 +25,7 @@ def warehouse_path() -> str:
 
 
 def build_resources(warehouse: str | None = None, scale: int | None = None) -> dict[str, object]:
-    """The resources of the code location; tests and benchmarks call it with their own warehouse/scale."""
+    """The resources of the code location; callers may give their own warehouse and scale."""
     database = warehouse or warehouse_path()
     return {
         "io_manager": FloeDuckDBPandasIOManager(database=database),

@@ -34,7 +34,7 @@ class AssetRow:
 def profile_duckdb_env(platform_file: Path, profile_name: str) -> dict[str, str]:
     """The DUCKDB_* variables a run pod of ``profile_name`` gets (explicit or derived), as rendered."""
     from floe_platform.config import load_platform
-    from floe_platform.render.duckdb import DUCKDB_ENV_NAMES
+    from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES
     from floe_platform.render.podtemplate import container_env
 
     profiles = load_platform(platform_file).infrastructure.resource_profiles
@@ -69,6 +69,7 @@ def _say(message: str) -> None:
 def materialize_all(instance: Any, scale: int, warehouse: Path) -> list[Any]:
     """Every asset: one run for the unpartitioned ones, one run per partition of the partitioned ones."""
     import dagster as dg
+
     from floe_demo import definitions
 
     resources = definitions.build_resources(str(warehouse), scale)
@@ -188,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warehouse = prepare_environment(args.workdir, duckdb_env, args.scale)
 
     import dagster as dg
+
     from floe_demo.project import ensure_manifest
 
     _say("  preparing the dbt manifest ...")

@@ -3,9 +3,9 @@
 from collections.abc import Iterator
 from typing import Any
 
+import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-import dagster as dg
 from floe_demo.project import dbt_project
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.dagster.translator import FloeTranslator

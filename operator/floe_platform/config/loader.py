@@ -7,6 +7,7 @@ quantity (use 4Gi or 4G) (platform.yaml, line 7)``. Nothing here raises anything
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,24 +16,49 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from floe_platform.config.models import PlatformConfig
+from floe_platform.config.quantity import shown
+from floe_platform.config.safe_yaml import MAX_INPUT_CHARS, OversizedNumber, YamlProblem, compose_and_load
 
 Loc = tuple[str | int, ...]
 
 
+MAX_LINES = 20
+"""Problems reported at most; a file with thousands of mistakes gets the first ones and a count."""
+
+
 class ConfigError(Exception):
-    """platform.yaml (or a FloePlatform spec) is invalid; ``lines`` holds one message per problem."""
+    """platform.yaml (or a FloePlatform spec) is invalid; ``lines`` holds one message per problem.
+
+    Each line is made safe to print once, here: control and format characters (a newline in a key, a
+    terminal escape, a bidi override) are escaped, so one problem is always one line.
+    """
 
     def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
+        shown = [_one_line(line) for line in lines[:MAX_LINES]]
+        if len(lines) > MAX_LINES:
+            shown.append(f"... and {len(lines) - MAX_LINES} more problems; fix these first")
+        super().__init__("\n".join(shown))
+        self.lines = shown
+
+
+def _one_line(text: str) -> str:
+    return "".join(
+        _escaped(char) if unicodedata.category(char)[0] in "CZ" and char != " " else char for char in text
+    )
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _key_lines(node: yaml.Node, loc: Loc = ()) -> dict[Loc, int]:
     """Map each YAML path to the 1-based line where its key (or list item) starts."""
-    lines: dict[Loc, int] = {}
+    lines: dict[Loc, int] = {loc: node.start_mark.line + 1} if not loc else {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            child = (*loc, key_node.value)
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "<complex key>"
+            child = (*loc, key)
             lines[child] = key_node.start_mark.line + 1
             lines.update(_key_lines(value_node, child))
     elif isinstance(node, yaml.SequenceNode):
@@ -44,7 +70,7 @@ def _key_lines(node: yaml.Node, loc: Loc = ()) -> dict[Loc, int]:
 
 
 class _MappingMarker:
-    """Stands for ``dict[name, Model]``: the next path part is a user-chosen name, then the model."""
+    """Stands for ``dict[name, Model]`` or ``list[Model]``: the next path part is a name or an index."""
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.model = model
@@ -59,7 +85,7 @@ def _inner_model(annotation: Any) -> Any:
 
 
 def _is_mapping_of_models(annotation: Any) -> bool:
-    return getattr(annotation, "__origin__", None) is dict
+    return getattr(annotation, "__origin__", None) in (dict, list)
 
 
 def _allowed_fields(loc: Loc) -> list[str]:
@@ -90,7 +116,7 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
     ctx = error.get("ctx") or {}
     if kind == "floe_field":
         return (*loc, *ctx.get("subpath", ())), str(ctx["message"])
-    if kind in ("quantity", "dns_label"):
+    if kind == "floe_value":
         return loc, str(error["msg"])
     if kind == "extra_forbidden":
         allowed = _allowed_fields(loc[:-1])
@@ -99,7 +125,20 @@ def _message(error: Mapping[str, Any]) -> tuple[Loc, str]:
         return loc, f"unknown field; {hint}"
     if kind == "missing":
         return loc, "required field is missing"
-    return loc, f"{error['msg']} (got {error.get('input')!r})"
+    return loc, f"{error['msg']} (got {_described(error.get('input'))})"
+
+
+def _described(value: Any) -> str:
+    """The offending value as the user wrote it, short; never a Python type's repr."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, str | int | float | bool | OversizedNumber):
+        return shown(value)
+    return f"a YAML {type(value).__name__}"
 
 
 def format_errors(
@@ -133,7 +172,7 @@ def _without_missing_typos(messages: list[tuple[Loc, str]]) -> list[tuple[Loc, s
 
 
 def _nearest_line(loc: Loc, key_lines: Mapping[Loc, int]) -> int | None:
-    for end in range(len(loc), 0, -1):
+    for end in range(len(loc), -1, -1):  # down to (): the document itself
         if loc[:end] in key_lines:
             return key_lines[loc[:end]]
     return None
@@ -153,25 +192,48 @@ def parse_platform(
 
 
 def load_platform_text(text: str, source: str = "platform.yaml") -> PlatformConfig:
-    """Parse and validate platform.yaml text."""
+    """Parse and validate platform.yaml text (hostile input included: see ``safe_yaml``)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose_and_load(text)
+    except YamlProblem as problem:
+        raise ConfigError([f"{source}: {problem.message}{_where(source, problem.line)}"]) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" ({source}, line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError([f"{source}: not valid YAML: {problem}{where}"]) from None
+        raise ConfigError(
+            [f"{source}: not valid YAML: {_yaml_problem(error)}{_where(source, _yaml_line(error, text))}"]
+        ) from None
     return parse_platform(data, key_lines=_key_lines(node) if node else {}, source=source)
 
 
+def _where(source: str, line: int | None) -> str:
+    return f" ({source}, line {line})" if line is not None else ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The reader's, scanner's or parser's own words, without its two-line "in <unicode string>" part."""
+    if isinstance(error, yaml.reader.ReaderError):
+        character = error.character if isinstance(error.character, str) else chr(error.character)
+        return f"character {character!r} is not allowed in YAML; remove it"
+    problem = getattr(error, "problem", None) or "cannot parse it"
+    context = getattr(error, "context", None)
+    return f"{problem} ({context})" if context else str(problem)
+
+
+def _yaml_line(error: yaml.YAMLError, text: str) -> int | None:
+    if isinstance(error, yaml.reader.ReaderError):
+        return text.count("\n", 0, error.position) + 1
+    mark = getattr(error, "problem_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
 def load_platform(path: str | Path) -> PlatformConfig:
-    """Read and validate a platform.yaml file."""
+    """Read and validate a platform.yaml file (reading no more than the size limit, so /dev/zero ends)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_INPUT_CHARS * 4 + 1)  # UTF-8 needs at most 4 bytes a character
+        text = raw.decode("utf-8")
     except OSError as error:
-        raise ConfigError([f"{path}: cannot read the file: {error.strerror}"]) from None
+        raise ConfigError([f"{path}: cannot read the file: {error.strerror or error}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: cannot read the file: it is not UTF-8 text"]) from None
     return load_platform_text(text, source=path.name)

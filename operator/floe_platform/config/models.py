@@ -6,6 +6,7 @@ keys below the field that carries the validator (for example ``env.DUCKDB_MEMORY
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -23,11 +24,44 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from floe_platform.config.quantity import QUANTITY_PATTERN, QuantityError, parse_duckdb_size, parse_quantity
+from floe_platform.config.quantity import (
+    MAX_QUANTITY,
+    MAX_QUANTITY_LENGTH,
+    MAX_QUANTITY_TEXT,
+    QUANTITY_PATTERN,
+    QuantityError,
+    parse_duckdb_size,
+    parse_quantity,
+    shown,
+)
 
+# Kubernetes' own naming rules (apimachinery/pkg/util/validation), each as one pattern that the models
+# apply with fullmatch and the generated schemas carry as they stand. `[.]` rather than an escaped dot, so
+# that the same text is also a valid CEL string literal in the CRD.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_MAX = 63
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_KEY_PREFIX_MAX = 253
+LABEL_KEY_MAX = LABEL_KEY_PREFIX_MAX + 1 + 63
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_VALUE_MAX = 63
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_MAX = 256
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# Bounds on every list and map, the same in the models and the CRD (whose CEL cost needs them): far above
+# any real platform, and low enough that validating and rendering the largest file takes well under 2 s.
+MAX_PROFILES = 64
+MAX_NAMED_MAP_ENTRIES = 64
+MAX_ENV_ENTRIES = 256
+MAX_TOLERATIONS = 32
+MAX_DUCKDB_THREADS = 1024
+MIN_MEMORY_LIMIT = 64 * 1024**2
+"""Smallest limits.memory (64Mi): below it a Python process with DuckDB loaded does not start, and the
+derived DUCKDB_MEMORY_LIMIT (half the limit, whole MiB) would round to nothing."""
+MIN_MEMORY_LIMIT_TEXT = "64Mi"
 BUILTIN_STORAGE = "default"
 """A ``storage_ref`` of this name resolves to the chart's built-in S3 (LocalStack) unless ``storage``
 defines a storage with the same name."""
@@ -38,35 +72,55 @@ def field_error(subpath: tuple[str | int, ...], message: str) -> PydanticCustomE
     return PydanticCustomError("floe_field", "{message}", {"message": message, "subpath": subpath})
 
 
+def value_error(message: str) -> PydanticCustomError:
+    """An error on the validated value itself, whose message is shown as it stands."""
+    return PydanticCustomError("floe_value", "{message}", {"message": message})
+
+
+def _float_hint(value: float) -> str:
+    """A valid quantity for a YAML float, if there is an obvious one (0.5 -> '0.5' or 500m)."""
+    if not math.isfinite(value) or not 0 <= value <= 1e15:
+        return "e.g. '500m' or '2'"
+    exact = Decimal(repr(value))
+    millicores = exact * 1000
+    if millicores == millicores.to_integral_value():
+        return f"e.g. '{exact}' or {int(millicores)}m"
+    return f"e.g. '{exact}'"
+
+
 def _quantity_text(value: Any) -> Any:
-    """Accept ``cpu: 2`` as YAML writes it, and check the quantity grammar.
+    """Accept ``cpu: 2`` as YAML writes it, and check the quantity grammar (``quantity.parse_quantity``).
 
     A YAML float (``cpu: 0.5``) is refused: the CRD, like Kubernetes itself, takes an integer or a string.
     """
     if isinstance(value, float):
-        message = (
-            f"{value!r} must be written as a string or in millicores, e.g. '{value}' or {int(value * 1000)}m"
+        raise value_error(
+            f"{shown(value)} must be written as a string or in millicores, {_float_hint(value)}"
         )
-        raise PydanticCustomError("quantity", "{message}", {"message": message})
     if isinstance(value, bool) or not isinstance(value, str | int):
         return value  # let the str type report it
     try:
-        magnitude = parse_quantity(value)
+        parse_quantity(value)
     except QuantityError as error:
-        raise PydanticCustomError("quantity", "{message}", {"message": str(error)}) from None
-    if magnitude < 0:
-        message = f"{value!r} is negative; resources and sizes must be zero or more"
-        raise PydanticCustomError("quantity", "{message}", {"message": message})
+        raise value_error(str(error)) from None
     return str(value)
 
 
-def _dns_label(value: str) -> str:
-    if len(value) > 63 or not DNS_LABEL.match(value):
-        message = (
-            f"{value!r} is not a valid Kubernetes name (use at most 63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit)"
-        )
-        raise PydanticCustomError("dns_label", "{message}", {"message": message})
+def _matching(pattern: re.Pattern[str], max_length: int, rule: str) -> Any:
+    """A check for one Kubernetes naming rule: ``pattern`` matches all of it, within ``max_length``."""
+
+    def check(value: str) -> str:
+        if len(value) > max_length or not pattern.fullmatch(value):
+            raise value_error(f"{shown(value)} is not {rule}")
+        return value
+
+    return check
+
+
+def _label_key(value: str) -> str:
+    prefix = value.rpartition("/")[0]
+    if len(prefix) > LABEL_KEY_PREFIX_MAX:
+        raise value_error(f"{shown(value)} has a prefix longer than {LABEL_KEY_PREFIX_MAX} characters")
     return value
 
 
@@ -75,7 +129,10 @@ def _version_text(value: Any) -> Any:
 
 
 QUANTITY_JSON_SCHEMA: dict[str, Any] = {
-    "anyOf": [{"type": "string", "pattern": QUANTITY_PATTERN}, {"type": "integer"}]
+    "anyOf": [
+        {"type": "string", "pattern": QUANTITY_PATTERN, "maxLength": MAX_QUANTITY_LENGTH},
+        {"type": "integer", "minimum": 0, "maximum": int(MAX_QUANTITY)},
+    ]
 }
 """How a quantity looks in the generated schemas (YAML writes `cpu: 2` as a number: int-or-string)."""
 
@@ -85,7 +142,67 @@ Quantity = Annotated[
     WithJsonSchema(QUANTITY_JSON_SCHEMA),
     Field(examples=["4Gi"]),
 ]
-KubernetesName = Annotated[str, AfterValidator(_dns_label)]
+_NAME_RULE = (
+    f"a valid Kubernetes name (use at most {DNS_LABEL_MAX} lowercase letters, digits and '-', starting and "
+    "ending with a letter or digit)"
+)
+_LABEL_KEY_RULE = (
+    "a valid Kubernetes label key (an optional DNS prefix and '/', then at most 63 letters, digits, '-', "
+    "'_' and '.', starting and ending with a letter or digit)"
+)
+_LABEL_VALUE_RULE = (
+    f"a valid Kubernetes label value (at most {LABEL_VALUE_MAX} letters, digits, '-', '_' and '.', starting "
+    "and ending with a letter or digit, or empty)"
+)
+_NAME_CHECK = AfterValidator(_matching(DNS_LABEL, DNS_LABEL_MAX, _NAME_RULE))
+_LABEL_KEY_CHECKS = (
+    AfterValidator(_matching(LABEL_KEY, LABEL_KEY_MAX, _LABEL_KEY_RULE)),
+    AfterValidator(_label_key),
+)
+KubernetesName = Annotated[
+    str,
+    _NAME_CHECK,
+    WithJsonSchema({"type": "string", "pattern": DNS_LABEL.pattern, "maxLength": DNS_LABEL_MAX}),
+]
+LabelKey = Annotated[
+    str,
+    *_LABEL_KEY_CHECKS,
+    WithJsonSchema({"type": "string", "pattern": LABEL_KEY.pattern, "maxLength": LABEL_KEY_MAX}),
+]
+LabelValue = Annotated[
+    str,
+    AfterValidator(_matching(LABEL_VALUE, LABEL_VALUE_MAX, _LABEL_VALUE_RULE)),
+    WithJsonSchema({"type": "string", "pattern": LABEL_VALUE.pattern, "maxLength": LABEL_VALUE_MAX}),
+]
+# As map keys the same rules carry no schema of their own: pydantic would write patternProperties, which a
+# CRD cannot have; the map's `propertyNames` (see keys_matching) says it instead.
+NameKey = Annotated[str, _NAME_CHECK]
+LabelKeyKey = Annotated[str, *_LABEL_KEY_CHECKS]
+EnvName = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            ENV_NAME,
+            ENV_NAME_MAX,
+            "a valid environment variable name (letters, digits and _, not first a digit)",
+        )
+    ),
+]
+
+
+def keys_matching(pattern: re.Pattern[str], max_length: int) -> dict[str, Any]:
+    """JSON schema of a map's key names; the CRD turns it into a CEL rule (structural schemas have none)."""
+    return {"propertyNames": {"pattern": pattern.pattern, "maxLength": max_length}}
+
+
+def check_kubernetes_name(value: str) -> str | None:
+    """Why ``value`` cannot be a platform name or namespace (a DNS-1123 label), or None if it can.
+
+    For the CLI's --name and --namespace, which become label values and the prefix of PodTemplate names.
+    """
+    if len(value) > DNS_LABEL_MAX or not DNS_LABEL.fullmatch(value):
+        return f"{shown(value)} is not {_NAME_RULE}"
+    return None
 
 
 class StrictModel(BaseModel):
@@ -110,17 +227,32 @@ class Resources(StrictModel):
 
 
 class Toleration(StrictModel):
-    """A Kubernetes toleration, written in snake_case."""
+    """A Kubernetes toleration, written in snake_case, with Kubernetes' own rules for it."""
 
-    key: str | None = None
+    key: LabelKey | None = None
     """Taint key to tolerate; empty with operator Exists tolerates every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
-    value: str | None = None
+    value: LabelValue | None = None
     """Taint value (operator Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to tolerate; empty tolerates all effects."""
-    toleration_seconds: int | None = Field(default=None, ge=0)
+    toleration_seconds: int | None = Field(default=None, ge=0, le=2**63 - 1)
     """Only with effect NoExecute: how long the pod stays bound after the taint appears."""
+
+    @model_validator(mode="after")
+    def _kubernetes_toleration_rules(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise field_error(
+                ("value",), "must be empty with operator Exists; remove it or use operator Equal"
+            )
+        if self.key is None and self.operator != "Exists":
+            raise field_error(("operator",), "must be Exists when key is empty (that tolerates every taint)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise field_error(
+                ("toleration_seconds",),
+                "applies only to effect NoExecute; remove it or set effect: NoExecute",
+            )
+        return self
 
 
 class ResourceProfile(StrictModel):
@@ -129,13 +261,22 @@ class ResourceProfile(StrictModel):
     requests: Resources
     """What the scheduler guarantees; each must be at most the matching limit."""
     limits: Resources
-    """The most the pod may use; DUCKDB_MEMORY_LIMIT and DUCKDB_THREADS are derived from these."""
-    env: dict[str, str] = Field(default_factory=dict)
+    """The most the pod may use (memory at least 64Mi); DUCKDB_MEMORY_LIMIT and DUCKDB_THREADS are
+    derived from these."""
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV_ENTRIES,
+        json_schema_extra=keys_matching(ENV_NAME, ENV_NAME_MAX),
+    )
     """Environment of the run container. DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS and DUCKDB_TEMP_DIRECTORY
     given here win over the derived values."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[LabelKeyKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX),
+    )
     """Node labels the run pod must be scheduled on."""
-    tolerations: list[Toleration] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
     """Taints the run pod tolerates."""
     temp_volume_size: Quantity = "10Gi"
     """Size limit of the emptyDir volume mounted at DUCKDB_TEMP_DIRECTORY, where DuckDB spills."""
@@ -143,6 +284,12 @@ class ResourceProfile(StrictModel):
     @field_validator("limits")
     @classmethod
     def _requests_within_limits(cls, limits: Resources, info: ValidationInfo) -> Resources:
+        if limits.memory_bytes() < MIN_MEMORY_LIMIT:
+            raise field_error(
+                ("memory",),
+                f"{shown(limits.memory)} is below {MIN_MEMORY_LIMIT_TEXT}, the least a run pod with DuckDB "
+                f"needs; use at least {MIN_MEMORY_LIMIT_TEXT}",
+            )
         requests = info.data.get("requests")
         if requests is None:
             return limits
@@ -159,24 +306,13 @@ class ResourceProfile(StrictModel):
     @field_validator("env")
     @classmethod
     def _duckdb_env_is_consistent(cls, env: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        for name in env:
-            if not ENV_NAME.match(name):
-                raise field_error((name,), f"{name!r} is not a valid environment variable name")
         limits: Resources | None = info.data.get("limits")
         if "DUCKDB_MEMORY_LIMIT" in env:
             _check_duckdb_memory(env["DUCKDB_MEMORY_LIMIT"], limits)
         if "DUCKDB_THREADS" in env:
-            threads = env["DUCKDB_THREADS"].strip()
-            if not threads.isdigit() or int(threads) < 1:
-                raise field_error(
-                    ("DUCKDB_THREADS",),
-                    f"{env['DUCKDB_THREADS']!r} is not a positive whole number of threads",
-                )
-        temp_dir = env.get("DUCKDB_TEMP_DIRECTORY")
-        if temp_dir is not None and not temp_dir.startswith("/"):
-            raise field_error(
-                ("DUCKDB_TEMP_DIRECTORY",), f"{temp_dir!r} must be an absolute path such as /tmp/duckdb"
-            )
+            _check_duckdb_threads(env["DUCKDB_THREADS"])
+        if "DUCKDB_TEMP_DIRECTORY" in env:
+            _check_temp_directory(env["DUCKDB_TEMP_DIRECTORY"])
         return env
 
 
@@ -189,16 +325,95 @@ def _check_duckdb_memory(text: str, limits: Resources | None) -> None:
     if limits is not None and duckdb_bytes >= limits.memory_bytes():
         raise field_error(
             subpath,
-            f"{text!r} is not below the memory limit {limits.memory}; DuckDB needs headroom for Python "
+            f"{shown(text)} is not below the memory limit {limits.memory}; DuckDB needs headroom for Python "
             f"and Arrow, so use about two thirds of the limit or remove it to derive one",
         )
+
+
+_THREADS = re.compile(r"[1-9][0-9]{0,3}")
+
+
+def _check_duckdb_threads(text: str) -> None:
+    # ASCII digits only: str.isdigit() also takes '²' and '٣', which int() or DuckDB then refuse.
+    if not _THREADS.fullmatch(text) or int(text) > MAX_DUCKDB_THREADS:
+        raise field_error(
+            ("DUCKDB_THREADS",),
+            f"{shown(text)} is not a positive whole number of threads (1 to {MAX_DUCKDB_THREADS}, e.g. '4')",
+        )
+
+
+def _check_temp_directory(path: str) -> None:
+    # It becomes the run container's volume mountPath: absolute, and without '..' (Kubernetes refuses it).
+    if not path.startswith("/") or ".." in path.split("/") or len(path) > 4096 or not path.isprintable():
+        raise field_error(
+            ("DUCKDB_TEMP_DIRECTORY",), f"{shown(path)} must be an absolute path such as /tmp/duckdb"
+        )
+
+
+class Headroom(StrictModel):
+    """CPU and memory requested by the platform's own services (webserver, daemon, code server, ...)."""
+
+    cpu: Quantity = "0"
+    """Added to the quota's requests.cpu."""
+    memory: Quantity = "0"
+    """Added to the quota's requests.memory and limits.memory."""
+
+
+class ContainerLimits(StrictModel):
+    """The limits of one of the platform's own containers, as its Deployment sets them."""
+
+    # The schema is the quantity's alone: an absent key is how YAML says "no limit" (and a structural
+    # schema cannot express a nullable int-or-string).
+    cpu: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """Its CPU limit, if it has one."""
+    memory: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """Its memory limit, if it has one."""
+
+
+class NamespaceLimits(StrictModel):
+    """A LimitRange and a ResourceQuota for the platform's namespace, derived from the profiles.
+
+    The operator applies both as children of the FloePlatform: no container above the largest profile (or
+    the platform's own containers), and room for concurrent_runs run pods of the largest profile.
+    """
+
+    enabled: bool = False
+    """Apply the LimitRange <platform>-limits and the ResourceQuota <platform>-quota."""
+    concurrent_runs: int = Field(default=1, ge=1)
+    """Run pods of the largest profile that the quota must fit at once."""
+    services_headroom: Headroom = Headroom()
+    """Added to the quota for the platform's own services."""
+    service_container_limits: list[ContainerLimits] = Field(default_factory=list, max_length=64)
+    """Limits of the platform's own containers, so that the LimitRange maximum never locks them out (the
+    chart fills it from its components' resources.limits)."""
 
 
 class Infrastructure(StrictModel):
     """Where and how Dagster runs execute."""
 
-    resource_profiles: dict[KubernetesName, ResourceProfile] = Field(min_length=1)
+    resource_profiles: dict[NameKey, ResourceProfile] = Field(
+        min_length=1, max_length=MAX_PROFILES, json_schema_extra=keys_matching(DNS_LABEL, DNS_LABEL_MAX)
+    )
     """Named resource profiles; each becomes one PodTemplate named <platform>-<profile>."""
+    namespace_limits: NamespaceLimits = NamespaceLimits()
+    """Namespace guardrails derived from the profiles; off by default."""
+
+    @model_validator(mode="after")
+    def _quota_fits_a_quantity(self) -> Infrastructure:
+        # The quota's limits.memory (runs x the largest memory limit + headroom) must itself be a quantity
+        # Kubernetes can hold, or the ResourceQuota the operator applies could never be written.
+        limits = self.namespace_limits
+        if not limits.enabled:
+            return self
+        largest = max(parse_quantity(p.limits.memory) for p in self.resource_profiles.values())
+        total = limits.concurrent_runs * largest + parse_quantity(limits.services_headroom.memory)
+        if total > MAX_QUANTITY:
+            raise field_error(
+                ("namespace_limits", "concurrent_runs"),
+                f"{limits.concurrent_runs} runs of the largest memory limit need a quota above "
+                f"{MAX_QUANTITY_TEXT}, the largest Kubernetes holds; lower concurrent_runs or the limit",
+            )
+        return self
 
 
 class ComputeLogs(StrictModel):
@@ -286,8 +501,8 @@ class PlatformMeta(StrictModel):
 
     name: KubernetesName = "floe"
     """Prefix of every rendered object name: <name>-<profile>."""
-    environment: str = "local"
-    """Free-form label value (local, staging, production)."""
+    environment: LabelValue = "local"
+    """A label value (local, staging, production)."""
 
 
 class PlatformConfig(StrictModel):
@@ -298,7 +513,11 @@ class PlatformConfig(StrictModel):
     platform: PlatformMeta = PlatformMeta()
     infrastructure: Infrastructure
     observability: Observability = Observability()
-    storage: dict[KubernetesName, S3Storage] = Field(default_factory=dict)
+    storage: dict[NameKey, S3Storage] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(DNS_LABEL, DNS_LABEL_MAX),
+    )
     """Named S3-compatible storages that other sections reference by name."""
 
     @model_validator(mode="after")

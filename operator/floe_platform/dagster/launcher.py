@@ -22,23 +22,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import kubernetes  # type: ignore[import-untyped]
 import yaml
+from dagster import Field, IntSource, Noneable, StringSource
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_job_name_from_run_id
 from dagster_k8s.launcher import K8sRunLauncher
 
-from dagster import Field, IntSource, Noneable, StringSource
 from floe_platform.dagster.profiles import (
     MEMORY_LIMIT_TAG,
     PROFILE_TAG,
@@ -64,13 +63,37 @@ class ResolvedProfile:
     template: dict[str, Any]
 
 
-@dataclass
-class _LaunchState:
-    """What one launch resolved, shared between ``launch_run`` and ``get_container_context_for_run``."""
+@dataclass(frozen=True)
+class ProfileLaunch:
+    """Everything launching a run on its profile decides: the run pod's container context, and the record
+    of it (the profile, the limits the pod really gets, and the DUCKDB_* values recomputed for them)."""
 
     resolved: ResolvedProfile
-    effective_limits: dict[str, str] | None = None
-    recomputed: dict[str, str] | None = None
+    container_context: K8sContainerContext
+    effective_limits: dict[str, str]
+    recomputed: dict[str, str]
+
+
+def profile_launch(
+    run: DagsterRun, launcher: K8sRunLauncher, resolved: ResolvedProfile, user_layers: K8sContainerContext
+) -> ProfileLaunch:
+    """The four config layers of a run on ``resolved``, merged, with DUCKDB_* settled: no API calls.
+
+    Layers, lowest first: the launcher's own config, the profile's PodTemplate, then ``user_layers`` (the
+    code location's container context and the run's ``dagster-k8s/config`` tag, already validated).
+    """
+    template = resolved.template
+    launcher_layer = K8sContainerContext.create_for_run(
+        run._replace(job_code_origin=None), launcher, include_run_tags=False
+    )
+    profile_layer = K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(template)))
+    merged = launcher_layer.merge(profile_layer).merge(user_layers)
+    container_config = dict(merged.run_k8s_config.container_config)
+    env, recomputed = settle_env(container_config, template)
+    container_config["env"] = env
+    limits = dict((container_config.get("resources") or {}).get("limits") or {})
+    settled = merged.run_k8s_config._replace(container_config=container_config)
+    return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, recomputed)
 
 
 # dagster-k8s leaves these untyped; typed aliases keep mypy --strict meaningful at the call sites.
@@ -183,7 +206,6 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             profile_dir=profile_dir,
             cache_seconds=profile_cache_seconds,
         )
-        self._local = threading.local()
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -199,26 +221,28 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
     # Launch: resolve the profile first, so an unknown one fails before any Job exists.
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        with self._launching(context.dagster_run):
-            super().launch_run(context)
+        launch = self.plan_launch(context.dagster_run)
+        super().launch_run(context)
+        if launch is not None:
+            self._record_profile(context.dagster_run, launch)
 
     def resume_run(self, context: ResumeRunContext) -> None:
-        with self._launching(context.dagster_run):
-            super().resume_run(context)
+        launch = self.plan_launch(context.dagster_run)
+        super().resume_run(context)
+        if launch is not None:
+            self._record_profile(context.dagster_run, launch)
 
-    @contextmanager
-    def _launching(self, run: DagsterRun) -> Iterator[None]:
+    def plan_launch(self, run: DagsterRun) -> ProfileLaunch | None:
+        """The run's ``ProfileLaunch``; None when no profile applies, ``ProfileError`` for an unknown one."""
         resolved = self.resolve_profile(run)
         if resolved is None:
-            yield
-            return
-        state = _LaunchState(resolved)
-        self._local.state = state
-        try:
-            yield
-        finally:
-            self._local.state = None
-        self._record_profile(run, state)
+            return None
+        user_layers = K8sContainerContext.create_for_run(
+            run, None, include_run_tags=True
+        ).validate_user_k8s_config_for_run(
+            self.only_allow_user_defined_k8s_config_fields, self.only_allow_user_defined_env_vars
+        )
+        return profile_launch(run, self, resolved, user_layers)
 
     def resolve_profile(self, run: DagsterRun) -> ResolvedProfile | None:
         """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
@@ -247,35 +271,24 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         return snapshot.tags or {}, op_tags
 
     def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
-        state: _LaunchState | None = getattr(self._local, "state", None)
-        if state is None:
+        """The same context ``launch_run`` gives the run pod, for every caller (launch, health, terminate)."""
+        try:
+            launch = self.plan_launch(dagster_run)
+        except ProfileError:
+            if dagster_run.status == DagsterRunStatus.NOT_STARTED:
+                raise
+            # A profile removed after its run launched must not break health checks or terminate.
+            LOGGER.warning(
+                "Profile of run %s no longer exists; using the launcher's config", dagster_run.run_id
+            )
+            launch = None
+        if launch is None:
             return super().get_container_context_for_run(dagster_run)
-        return self._profile_container_context(dagster_run, state)
+        return launch.container_context
 
-    def _profile_container_context(self, run: DagsterRun, state: _LaunchState) -> K8sContainerContext:
-        template = state.resolved.template
-        launcher_layer = K8sContainerContext.create_for_run(
-            run._replace(job_code_origin=None), self, include_run_tags=False
-        )
-        profile_layer = K8sContainerContext(
-            run_k8s_config=_config_from_dict(template_to_k8s_config(template))
-        )
-        user_layers = K8sContainerContext.create_for_run(
-            run, None, include_run_tags=True
-        ).validate_user_k8s_config_for_run(
-            self.only_allow_user_defined_k8s_config_fields, self.only_allow_user_defined_env_vars
-        )
-        merged = launcher_layer.merge(profile_layer).merge(user_layers)
-        container_config = dict(merged.run_k8s_config.container_config)
-        env, state.recomputed = settle_env(container_config, template)
-        container_config["env"] = env
-        state.effective_limits = dict((container_config.get("resources") or {}).get("limits") or {})
-        settled = merged.run_k8s_config._replace(container_config=container_config)
-        return merged._replace(run_k8s_config=settled)
-
-    def _record_profile(self, run: DagsterRun, state: _LaunchState) -> None:
-        choice = state.resolved.choice
-        limits = state.effective_limits or {}
+    def _record_profile(self, run: DagsterRun, launch: ProfileLaunch) -> None:
+        choice = launch.resolved.choice
+        limits = launch.effective_limits
         tags = {PROFILE_TAG: choice.name}
         if "memory" in limits:
             tags[MEMORY_LIMIT_TAG] = str(limits["memory"])
@@ -286,7 +299,7 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             "PodTemplate": template_name(self.platform_name, choice.name),
             "Limits": ", ".join(f"{key} {value}" for key, value in sorted(limits.items())),
         }
-        details.update({f"Recomputed {name}": value for name, value in (state.recomputed or {}).items()})
+        details.update({f"Recomputed {name}": value for name, value in launch.recomputed.items()})
         self._instance.report_engine_event(
             f"Launching on resource profile {choice.name!r} ({choice.source})",
             run,

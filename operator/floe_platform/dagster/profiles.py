@@ -18,7 +18,7 @@ from typing import Any
 
 from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.render import CONTAINER_NAME, HASH_ANNOTATION, PROFILE_LABEL
-from floe_platform.render.duckdb import DUCKDB_ENV_NAMES, duckdb_env
+from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES, duckdb_env
 from floe_platform.render.podtemplate import DERIVED_ENV_ANNOTATION
 
 PROFILE_TAG = "floe/resource-profile"

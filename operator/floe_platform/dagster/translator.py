@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster_dbt import DagsterDbtTranslator
-
 from dagster import AssetKey
+from dagster_dbt import DagsterDbtTranslator
 
 LAYERS = ("bronze", "silver", "gold")
 DEFAULT_GROUP = "default"

@@ -1,6 +1,7 @@
 """Pure rendering: a platform config becomes Kubernetes objects (plain dicts). No API client here."""
 
-from floe_platform.render.duckdb import duckdb_env
+from floe_platform.render.duckdb_env import duckdb_env
+from floe_platform.render.guardrails import render_guardrails
 from floe_platform.render.podtemplate import (
     CONTAINER_NAME,
     HASH_ANNOTATION,
@@ -15,6 +16,7 @@ __all__ = [
     "HASH_ANNOTATION",
     "PROFILE_LABEL",
     "duckdb_env",
+    "render_guardrails",
     "render_pod_template",
     "render_pod_templates",
     "template_name",

@@ -14,7 +14,7 @@ from typing import Any
 
 from floe_platform import __version__
 from floe_platform.config.models import PlatformConfig, ResourceProfile, Toleration
-from floe_platform.render.duckdb import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
+from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
 
 CONTAINER_NAME = "dagster"
 RUN_IMAGE = f"floe-platform/user-code:{__version__}"

@@ -1,0 +1,365 @@
+"""The Helm chart's values as pydantic models, which generate ``charts/floe-platform/values.schema.json``.
+
+Development only, like dagster's ``helm/dagster/schema``: ``python -m floe_platform.codegen``
+(``make schemas``) loads this file; neither the chart package nor the wheel carries it.
+
+Every model forbids unknown keys, so the generated schema has ``additionalProperties: false`` at every level
+and a typo in a values file fails at ``helm install``. Fields that pass Kubernetes objects through verbatim
+(security contexts, affinity, tolerations, extra env) are left open here: the rendered manifests are checked
+against Kubernetes' own schemas instead. The ``platform`` key takes its schema from
+``floe_platform.codegen.platform_schema.platform_json_schema()``, so platform.yaml has a single source of
+truth.
+
+Pure: imports no Kubernetes client and no Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from floe_platform.codegen.platform_schema import platform_json_schema
+
+CHART_SCHEMA_ID = "https://floe.dev/schemas/chart-values.schema.json"
+NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# No lookahead: Helm validates with Go's RE2 regular expressions.
+ImageTag = Annotated[
+    str, Field(pattern=r"^$|^[\w][\w.-]{0,127}$", json_schema_extra={"not": {"const": "latest"}})
+]
+KubeQuantity = Annotated[str | int | float, Field(description="A Kubernetes quantity, e.g. 500m or 1Gi.")]
+KubeObject = dict[str, Any]
+
+
+class ValuesModel(BaseModel):
+    """camelCase keys as Helm charts spell them; unknown keys refused."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+
+class Image(ValuesModel):
+    repository: str
+    """Image name with its registry, e.g. docker.io/library/postgres."""
+    tag: ImageTag = ""
+    """Empty means the chart's appVersion. `latest` is refused: every image is pinned."""
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Kubernetes imagePullPolicy."""
+
+
+class ResourceAmounts(ValuesModel):
+    cpu: KubeQuantity | None = None
+    memory: KubeQuantity | None = None
+    ephemeral_storage: KubeQuantity | None = Field(default=None, alias="ephemeral-storage")
+
+
+class ContainerResources(ValuesModel):
+    """Requests and limits of a container; a memory limit is always expected."""
+
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+
+class ServiceAccount(ValuesModel):
+    create: bool = True
+    name: str = ""
+    """Empty means a name derived from the release."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """E.g. eks.amazonaws.com/role-arn for IRSA."""
+
+
+class Service(ValuesModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = Field(ge=1, le=65535)
+
+
+class Component(ValuesModel):
+    """The shape every component's values share, so learning one teaches all."""
+
+    image: Image
+    """Image of the container; an empty tag means the chart's appVersion."""
+    resources: ContainerResources
+    """Requests and limits; every container sets CPU and memory requests and a memory limit."""
+    pod_security_context: KubeObject = Field(default_factory=dict)
+    """Pod-level securityContext, passed through verbatim."""
+    security_context: KubeObject = Field(default_factory=dict)
+    """Container-level securityContext, passed through verbatim."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[KubeObject] = Field(default_factory=list)
+    affinity: KubeObject = Field(default_factory=dict)
+    extra_env: list[KubeObject] = Field(default_factory=list)
+    """Extra container env entries (name/value or name/valueFrom)."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Probe(ValuesModel):
+    initial_delay_seconds: int = Field(default=10, ge=0)
+    period_seconds: int = Field(default=20, ge=1)
+    timeout_seconds: int = Field(default=10, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+
+class Webserver(Component):
+    replicas: int = Field(default=1, ge=0)
+    """Webserver pods (stateless; more than one needs a session-affine Ingress for the UI)."""
+    service: Service
+    """Service in front of the UI and GraphQL API, on this port."""
+    path_prefix: str = ""
+    """Serve the UI below this path, e.g. /dagster."""
+
+
+class Daemon(Component):
+    liveness_probe: Probe
+    """The daemon's liveness check reads heartbeats from Postgres, which takes more than Kubernetes'
+    1-second default; a short timeout crash-loops a healthy daemon."""
+
+
+class UserCode(Component):
+    replicas: int = Field(default=1, ge=0)
+    """Code server pods."""
+    service: Service
+    """Service of the gRPC code server, on this port (the workspace points at it)."""
+    location_name: Annotated[str, Field(pattern=NAME)] = "floe-demo"
+    """Name of the code location in the workspace."""
+    module: str = "floe_demo.definitions"
+    """Python module holding the Definitions."""
+
+
+class RunLauncher(ValuesModel):
+    """ProfileK8sRunLauncher: one Kubernetes Job per run, shaped by the run's resource profile."""
+
+    platform_name: str = ""
+    """The FloePlatform's name; empty means platform.platform.name, else `floe`."""
+    default_profile: str = ""
+    """Profile of runs without a floe/resource-profile tag; empty means `default` when the platform has
+    such a profile (or no platform is given), else the platform's alphabetically first profile."""
+    profile_cache_seconds: int = Field(default=30, ge=0)
+    """How long the launcher reuses a PodTemplate it has read."""
+    fail_pod_on_run_failure: bool = True
+    """Exit the run pod non-zero when the run fails, so Kubernetes records the failure."""
+
+
+class RunCoordinator(ValuesModel):
+    max_concurrent_runs: int = Field(default=10, ge=-1)
+    """-1 means unlimited."""
+
+
+class RunMonitoring(ValuesModel):
+    enabled: bool = True
+    """Let the daemon watch run pods and fail runs whose pod died."""
+    start_timeout_seconds: int = Field(default=300, ge=1)
+    """A run whose pod has not started in this time is marked failed (e.g. an unschedulable profile)."""
+    cancel_timeout_seconds: int = Field(default=180, ge=1)
+    """A run still cancelling after this time is marked canceled."""
+    max_runtime_seconds: int = Field(default=0, ge=0)
+    """0 means no limit."""
+    poll_interval_seconds: int = Field(default=120, ge=1)
+    """How often the daemon checks run pods."""
+
+
+class Dagster(ValuesModel):
+    """Instance settings that go into dagster.yaml."""
+
+    run_launcher: RunLauncher = RunLauncher()
+    run_coordinator: RunCoordinator = RunCoordinator()
+    run_monitoring: RunMonitoring = RunMonitoring()
+    telemetry: bool = False
+    """Dagster telemetry; off by default."""
+    service_account: ServiceAccount = ServiceAccount()
+    """Used by webserver, daemon (they launch and watch run Jobs) and run pods."""
+
+
+class PostgresAuth(ValuesModel):
+    username: str = "dagster"
+    """Database user."""
+    database: str = "dagster"
+    """Database holding Dagster's runs, events and schedules."""
+    existing_secret: str = ""
+    """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
+    generates a password that survives upgrades."""
+
+
+class Persistence(ValuesModel):
+    enabled: bool = True
+    """Off means an emptyDir: data is lost with the pod."""
+    size: KubeQuantity = "8Gi"
+    storage_class: str = ""
+    """StorageClass of the volume; empty means the cluster default."""
+
+
+class Postgresql(Component):
+    """The built-in PostgreSQL (a StatefulSet)."""
+
+    enabled: bool = True
+    """Off means an external database, set under externalPostgresql."""
+    auth: PostgresAuth = PostgresAuth()
+    persistence: Persistence = Persistence()
+
+
+class ExternalPostgresql(ValuesModel):
+    """Used when postgresql.enabled is false."""
+
+    host: str = ""
+    """Host name of the database (required when postgresql.enabled is false)."""
+    port: int = Field(default=5432, ge=1, le=65535)
+    """Port of the database."""
+    username: str = "dagster"
+    """Database user."""
+    database: str = "dagster"
+    """Database name."""
+    existing_secret: str = ""
+    """A Secret with the key `postgresql-password` (required with an external database)."""
+    params: dict[str, str] = Field(default_factory=dict)
+    """libpq parameters, e.g. sslmode: require."""
+
+
+class SecretKeyRef(ValuesModel):
+    name: str = ""
+    key: str = "LOCALSTACK_AUTH_TOKEN"
+
+
+class BucketJob(ValuesModel):
+    resources: ContainerResources
+    """Of the hook Job that creates the compute-log bucket and its retention rule."""
+    backoff_limit: int = Field(default=6, ge=0)
+    """Retries of that Job."""
+
+
+class Localstack(Component):
+    """The built-in S3 (LocalStack), for compute logs on a local cluster."""
+
+    enabled: bool = True
+    """Off when compute logs use your own S3 (platform.storage) or are off."""
+    auth_token: SecretKeyRef = SecretKeyRef()
+    """LocalStack images after 4.14.0 need LOCALSTACK_AUTH_TOKEN; name the Secret holding it."""
+    region: str = "us-east-1"
+    """Region LocalStack reports and clients use."""
+    bucket_job: BucketJob
+    """The post-install/post-upgrade hook that creates the compute-log bucket."""
+
+
+class Operator(Component):
+    """The floe operator: FloePlatform -> one PodTemplate per profile."""
+
+    enabled: bool = True
+    """Off when another release's operator (clusterWide) already watches this namespace."""
+    cluster_wide: bool = False
+    """Watch FloePlatforms in every namespace (ClusterRole) instead of watchNamespaces (Roles)."""
+    watch_namespaces: list[Annotated[str, Field(pattern=NAME)]] = Field(default_factory=list)
+    """Namespaces to watch; empty means the release namespace."""
+    service_account: ServiceAccount = ServiceAccount()
+    """The operator's ServiceAccount (bound to its Role or ClusterRole)."""
+    liveness_probe: Probe
+    """Probe timings of the operator's /healthz on port 8080."""
+
+
+class HeadroomValues(ValuesModel):
+    cpu: KubeQuantity
+    memory: KubeQuantity
+
+
+class NamespaceLimitsValues(ValuesModel):
+    """Namespace guardrails: the chart writes them into the FloePlatform's spec, the operator applies them."""
+
+    enabled: bool = False
+    """Set platform.infrastructure.namespace_limits, so that the operator applies a LimitRange (no container
+    above the largest profile or service) and a ResourceQuota; needs platform."""
+    concurrent_runs: int = Field(default=0, ge=0)
+    """Run pods the quota must fit; 0 means dagster.runCoordinator.maxConcurrentRuns."""
+    services_headroom: HeadroomValues
+    """Added to the quota for the webserver, daemon, code server, database and operator."""
+
+
+class Tests(ValuesModel):
+    resources: ContainerResources
+    """Of the `helm test` pod."""
+
+
+class ChartValues(ValuesModel):
+    """values.yaml of charts/floe-platform."""
+
+    global_: KubeObject = Field(default_factory=dict, alias="global")
+    """Helm's values shared between a parent chart and its subcharts; Helm adds it when this chart is a
+    subchart. This chart reads nothing from it."""
+    name_override: str = ""
+    """Replaces the chart name in object names."""
+    fullname_override: str = ""
+    """Replaces <release>-<chart> as the prefix of every object name."""
+    image_pull_secrets: list[KubeObject] = Field(default_factory=list)
+    """Secrets for private registries, e.g. [{name: my-registry}], used by every pod."""
+    webserver: Webserver
+    daemon: Daemon
+    user_code: UserCode
+    dagster: Dagster = Dagster()
+    postgresql: Postgresql
+    external_postgresql: ExternalPostgresql = ExternalPostgresql()
+    localstack: Localstack
+    operator: Operator
+    namespace_limits: NamespaceLimitsValues
+    tests: Tests
+    platform: dict[str, Any] | None = None
+    """platform.yaml content. When set, the chart renders it as a FloePlatform resource and takes
+    compute-log settings from it; otherwise apply the output of `floe cr` yourself."""
+
+
+def _platform_schema_into(schema: dict[str, Any]) -> None:
+    """Replace the ``platform`` property by the platform.yaml schema, its definitions moved to the root."""
+    platform = platform_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    clashes = set(definitions) & set(platform.get("$defs", {}))
+    if clashes:
+        raise ValueError(f"values and platform.yaml models share definition names: {sorted(clashes)}")
+    definitions.update(platform.pop("$defs", {}))
+    for key in ("$schema", "$id"):
+        platform.pop(key, None)
+    definitions["PlatformConfig"] = platform
+    description = schema["properties"]["platform"].get("description", "")
+    schema["properties"]["platform"] = {
+        "description": description,
+        "anyOf": [{"$ref": "#/$defs/PlatformConfig"}, {"type": "null"}],
+    }
+
+
+def chart_values_schema() -> dict[str, Any]:
+    """The chart's ``values.schema.json``."""
+    schema = ChartValues.model_json_schema(mode="validation", by_alias=True)
+    _platform_schema_into(schema)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": CHART_SCHEMA_ID, **schema}
+
+
+# Shown as one row each: small objects whose keys read best together.
+_REFERENCE_LEAVES = (Image, ContainerResources, Service, Probe, ServiceAccount, HeadroomValues, SecretKeyRef)
+# Every component has these (see Component); the reference describes them once, not per component.
+_COMMON_COMPONENT_KEYS = frozenset(Component.model_fields) - {"image", "resources"}
+
+
+def _nested_model(annotation: Any) -> type[ValuesModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, ValuesModel):
+        return None if issubclass(annotation, _REFERENCE_LEAVES) else annotation
+    return None
+
+
+def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: str) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        if (issubclass(model, Component) and name in _COMMON_COMPONENT_KEYS) or name == "global_":
+            continue
+        key = field.alias or name
+        value = values.get(key, field.get_default(call_default_factory=True))
+        nested = _nested_model(field.annotation)
+        if nested is not None and isinstance(value, dict):
+            yield from _reference_rows(nested, value, f"{prefix}{key}.")
+            continue
+        default = json.dumps(value, separators=(", ", ": ")).replace("|", "\\|")
+        description = " ".join((field.description or "").split()).replace("|", "\\|")
+        yield f"| `{prefix}{key}` | `{default}` | {description} |"
+
+
+def values_reference(defaults: dict[str, Any]) -> str:
+    """The chart README's values reference table: every key, its default in ``defaults``
+    (values.yaml) and the model's description of it."""
+    header = ["| Key | Default | Description |", "|---|---|---|"]
+    return "\n".join([*header, *_reference_rows(ChartValues, defaults, "")]) + "\n"

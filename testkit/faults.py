@@ -1,0 +1,137 @@
+"""Faults for the emulator's ``fault_hook``: answer chosen requests with an error, an expired watch, or late.
+
+``FaultPlan`` fires rules a bounded number of times; ``FaultInjector`` queues statuses for the next requests
+of one kind. Both are hooks of the same emulator mechanism (``ApiServerEmulator.fault_hook``).
+
+A ``FaultPlan`` is a list of rules; each matches requests by action and resource and fires a limited
+number of times (every ``every``-th match), so that a test injects a known, bounded amount of trouble and
+can assert afterwards that the trouble really happened (``fired``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp.web
+
+OBSERVER_HEADER = "X-Floe-Test-Observer"
+ERROR_REASONS = {
+    409: "Conflict",
+    410: "Expired",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+def observer_client(cluster: Any) -> Any:
+    """A kubernetes ApiClient for the test's own reads; the fault plan leaves its requests alone."""
+    client = cluster.api_client()
+    client.set_default_header(OBSERVER_HEADER, "1")
+    return client
+
+
+def status_body(code: int, message: str) -> dict[str, Any]:
+    """The ``v1 Status`` a real API server sends with an error."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": ERROR_REASONS.get(code, "InternalError"),
+        "code": code,
+    }
+
+
+def error_response(code: int) -> aiohttp.web.StreamResponse:
+    return aiohttp.web.json_response(status_body(code, f"injected fault: HTTP {code}"), status=code)
+
+
+def expired_watch_response() -> aiohttp.web.StreamResponse:
+    """How a real API server ends a watch whose resourceVersion is too old: 200, then an ERROR 410 event."""
+    event = {"type": "ERROR", "object": status_body(410, "too old resource version (injected)")}
+    return aiohttp.web.Response(text=json.dumps(event) + "\n", content_type="application/json")
+
+
+@dataclass
+class Rule:
+    """Answer matching requests with ``status`` (or an expired watch), after ``delay`` seconds."""
+
+    name: str
+    actions: frozenset[str]
+    plural: str
+    status: int | None = None
+    expire_watch: bool = False
+    delay: float = 0.0
+    times: int = 1
+    every: int = 1
+    seen: int = 0
+
+    def matches(self, request: Any) -> bool:
+        resource = request.resource
+        action = getattr(request.action, "value", None)
+        return resource is not None and resource.plural == self.plural and action in self.actions
+
+
+@dataclass
+class FaultPlan:
+    rules: list[Rule]
+    fired: Counter[str] = field(default_factory=Counter)
+
+    async def __call__(self, request: Any) -> aiohttp.web.StreamResponse | None:
+        if OBSERVER_HEADER in (request.headers or {}):
+            return None  # the test's own reads, which judge the final state, are never faulted
+        for rule in self.rules:
+            if not rule.matches(request) or self.fired[rule.name] >= rule.times:
+                continue
+            rule.seen += 1
+            if rule.seen % rule.every:
+                continue
+            self.fired[rule.name] += 1
+            if rule.delay:
+                await asyncio.sleep(rule.delay)
+            if rule.expire_watch:
+                return expired_watch_response()
+            if rule.status is not None:
+                return error_response(rule.status)
+            return None  # only slow: serve it normally, late
+        return None
+
+
+@dataclass
+class FaultInjector:
+    """Answer the next requests of one (action, plural) with the given error statuses, in order, and count
+    every request by (action, plural). Installed as the emulator's ``fault_hook``, like ``FaultPlan``, so
+    a refused request changes nothing, as on an API server that failed it. ``remove()`` uninstalls it."""
+
+    emulator: Any
+    pending: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    served: list[tuple[str, str, int]] = field(default_factory=list)
+    seen: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.emulator.fault_hook = self
+
+    def fail_next(self, action: str, plural: str, *statuses: int) -> None:
+        """``action`` is kmock's: LIST, WATCH, FETCH, CREATE, UPDATE or DELETE."""
+        self.pending.setdefault((action, plural), []).extend(statuses)
+
+    async def __call__(self, request: Any) -> aiohttp.web.StreamResponse | None:
+        plural = getattr(request.resource, "plural", None) or ""
+        key = (str(getattr(request.action, "value", "")), plural)
+        self.seen[key] += 1
+        queue = self.pending.get(key)
+        if queue and request.subresource is None:
+            status = queue.pop(0)
+            self.served.append((*key, status))
+            return error_response(status)
+        return None
+
+    def remove(self) -> None:
+        self.emulator.fault_hook = None

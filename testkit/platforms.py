@@ -1,0 +1,206 @@
+"""FloePlatforms for tests and benchmarks, and how to judge the PodTemplates an operator made for them.
+
+The expected PodTemplates come from the renderer itself (``render_pod_templates``), so "right" means: every
+profile of every FloePlatform has a template whose ``template`` and profile hash are what the renderer
+makes, and no other template carries our labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from floe_platform.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, platform_resource
+from floe_platform.config import load_platform, parse_platform
+from floe_platform.render import HASH_ANNOTATION, render_pod_templates
+from floe_platform.render.podtemplate import PLATFORM_LABEL
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = ROOT / "platform-config/platform/production/platform.yaml"
+NAMESPACE = "floe"
+CR = (GROUP, VERSION, NAMESPACE, PLURAL)
+WATCH_IDLE_SECONDS = 5
+
+
+def production_cr(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """`floe cr` of the production example: profiles default, transform and ingest."""
+    return platform_resource(load_platform(PRODUCTION), name, namespace)
+
+
+def with_profile(resource: dict[str, Any], profile: str, **changes: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(resource)
+    changed["spec"]["infrastructure"]["resource_profiles"][profile].update(changes)
+    return changed
+
+
+def profile_spec(index: int, memory_mib: int = 1024) -> dict[str, Any]:
+    """A resource profile; ``memory_mib`` varies it so that patches change the rendered template."""
+    return {
+        "requests": {"cpu": "250m", "memory": f"{memory_mib // 2}Mi"},
+        "limits": {"cpu": str(1 + index % 4), "memory": f"{memory_mib}Mi"},
+        "env": {"FLOE_PROFILE_INDEX": str(index)},
+    }
+
+
+def platform_spec(profiles: int) -> dict[str, Any]:
+    """A FloePlatform spec (platform.yaml keys verbatim) with ``profiles`` profiles named p0, p1, ..."""
+    return {
+        "infrastructure": {
+            "resource_profiles": {f"p{index}": profile_spec(index) for index in range(profiles)}
+        },
+        "observability": {"compute_logs": {"manager_type": "noop"}},
+    }
+
+
+def floe_platform(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": dict(spec)}
+
+
+def expected_templates(
+    platforms: Mapping[str, Mapping[str, Any]], namespace: str
+) -> dict[str, dict[str, Any]]:
+    """Template name -> rendered PodTemplate, for every profile of every platform."""
+    expected: dict[str, dict[str, Any]] = {}
+    for name, spec in platforms.items():
+        config = parse_platform(dict(spec))
+        for template in render_pod_templates(config, platform_name=name, namespace=namespace):
+            expected[template["metadata"]["name"]] = template
+    return expected
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the live PodTemplates differ from the expected ones (empty lists: converged)."""
+
+    missing: list[str]
+    extra: list[str]
+    duplicated: list[str]
+    wrong: list[str]
+
+    @property
+    def converged(self) -> bool:
+        return not (self.missing or self.extra or self.duplicated or self.wrong)
+
+
+def judge(live: Iterable[Mapping[str, Any]], expected: Mapping[str, Mapping[str, Any]]) -> Verdict:
+    """Compare live PodTemplates carrying our platform label with ``expected``."""
+    ours = [item for item in live if PLATFORM_LABEL in ((item.get("metadata") or {}).get("labels") or {})]
+    counts = Counter(item["metadata"]["name"] for item in ours)
+    by_name = {item["metadata"]["name"]: item for item in ours}
+    wrong = [
+        name
+        for name, item in by_name.items()
+        if name in expected and not _same_template(item, expected[name])
+    ]
+    return Verdict(
+        missing=sorted(set(expected) - set(by_name)),
+        extra=sorted(set(by_name) - set(expected)),
+        duplicated=sorted(name for name, count in counts.items() if count > 1),
+        wrong=sorted(wrong),
+    )
+
+
+def _same_template(live: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    live_hash = (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)
+    return bool(live_hash == wanted["metadata"]["annotations"][HASH_ANNOTATION]) and bool(
+        live.get("template") == wanted["template"]
+    )
+
+
+def list_templates(api_client: Any, namespace: str) -> list[dict[str, Any]]:
+    """Every PodTemplate in ``namespace`` as plain JSON (one request)."""
+    import kubernetes  # type: ignore[import-untyped]
+
+    core = kubernetes.client.CoreV1Api(api_client)
+    response = core.list_namespaced_pod_template(namespace, _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+    return items
+
+
+def platform_templates(
+    api_client: Any, platform: str, namespace: str = NAMESPACE
+) -> dict[str, dict[str, Any]]:
+    """One platform's PodTemplates in ``namespace``, by name, as plain dicts."""
+    return {
+        item["metadata"]["name"]: item
+        for item in list_templates(api_client, namespace)
+        if (item["metadata"].get("labels") or {}).get(PLATFORM_LABEL) == platform
+    }
+
+
+class TemplateWatch(threading.Thread):
+    """Follows a namespace's PodTemplates over one raw watch stream and notes when they match ``expected``.
+
+    Cheaper than polling lists (which would load the emulator with megabytes per poll) and exact to the
+    event: ``converged_at`` is the ``perf_counter`` time of the event that completed the set.
+    """
+
+    def __init__(self, url: str, namespace: str, expected: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{url}/api/v1/namespaces/{namespace}/podtemplates?watch=true"
+        self.expected = expected
+        self.live: dict[str, dict[str, Any]] = {}
+        self.right: set[str] = set()
+        self.converged = threading.Event()
+        self.converged_at = 0.0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.live, self.right = {}, set()  # a new watch replays every object as ADDED
+            request = urllib.request.Request(self.url, headers={"Authorization": "Bearer emulator-token"})
+            try:
+                with urllib.request.urlopen(request, timeout=WATCH_IDLE_SECONDS) as response:
+                    for line in response:
+                        if self._stop.is_set():
+                            return
+                        if line.strip():
+                            self._apply(json.loads(line))
+            except (TimeoutError, OSError):
+                continue  # idle for a while (or closed): watch again unless stopped
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        item = event.get("object") or {}
+        name = (item.get("metadata") or {}).get("name")
+        if name is None or event.get("type") == "ERROR":
+            return
+        if event["type"] == "DELETED":
+            self.live.pop(name, None)
+        else:
+            self.live[name] = dict(item)
+        if name in self.expected and event["type"] != "DELETED" and _same_template(item, self.expected[name]):
+            self.right.add(name)
+        else:
+            self.right.discard(name)
+        if len(self.right) == len(self.expected) and not self.converged.is_set():
+            self.converged_at = time.perf_counter()
+            self.converged.set()
+
+    def close(self) -> None:
+        """Stop following; the thread ends at its next line or idle timeout (it is a daemon either way)."""
+        self._stop.set()
+
+
+def templates(core: Any, platform: str, namespace: str = NAMESPACE) -> dict[str, dict[str, Any]]:
+    """One platform's PodTemplates, read with a ``CoreV1Api``, by name, as plain dicts."""
+    return platform_templates(core.api_client, platform, namespace)
+
+
+def custom_objects(cluster: Any) -> Any:
+    import kubernetes
+
+    return kubernetes.client.CustomObjectsApi(cluster.api_client())
+
+
+def core_api(cluster: Any) -> Any:
+    import kubernetes
+
+    return kubernetes.client.CoreV1Api(cluster.api_client())

@@ -1,0 +1,89 @@
+"""The kopf shell's logic called directly: `handlers.sync` with a real kopf Patch and the real kubernetes
+client against kmock's emulator; kopf's event poster is replaced by a list (no kopf runtime here)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pytest
+
+from floe_platform.controller import handlers
+from testkit.emulator import EmulatedCluster
+from testkit.faults import FaultInjector
+from testkit.platforms import core_api, production_cr, with_profile
+
+UID = "6f1c1c3e-0000-4000-8000-000000000002"
+LOGGER = logging.getLogger("test")
+
+
+@pytest.fixture
+def posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Warning events the shell posts, as (reason, message)."""
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "warn", lambda body, *, reason, message: events.append((reason, message)))
+    return events
+
+
+def body(resource: dict[str, Any], generation: int = 1, status: dict[str, Any] | None = None) -> kopf.Body:
+    resource = {**resource, "metadata": {**resource["metadata"], "uid": UID, "generation": generation}}
+    if status is not None:
+        resource["status"] = status
+    return kopf.Body(resource)
+
+
+def run_sync(cluster: EmulatedCluster, platform: kopf.Body, retry: int | None = 0) -> kopf.Patch:
+    patch = kopf.Patch()
+    handlers.sync(core_api(cluster), platform, patch, LOGGER, known=None, retry=retry, always_warn=True)
+    return patch
+
+
+def test_success_writes_a_ready_status_once(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
+    first = run_sync(kube_cluster, body(production_cr("prod")))
+    status = dict(first["status"])
+    assert status["conditions"][0]["status"] == "True"
+    assert status["observedGeneration"] == 1
+    again = run_sync(kube_cluster, body(production_cr("prod"), status=status))
+    assert "status" not in again  # unchanged: no status write, no watch event, no churn
+    assert posted == []
+
+
+def test_invalid_spec_sets_status_and_posts_a_warning(
+    kube_cluster: EmulatedCluster, posted: list[Any]
+) -> None:
+    broken = with_profile(production_cr("prod"), "ingest", requests={"cpu": "4", "memory": "512Mi"})
+    patch = run_sync(kube_cluster, body(broken, generation=3))
+    ready = patch["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.infrastructure.resource_profiles.ingest.limits.cpu" in ready["message"]
+    assert [reason for reason, _ in posted] == ["InvalidSpec"]
+    assert core_api(kube_cluster).list_namespaced_pod_template("floe").items == []
+
+
+def test_transient_error_raises_temporary_error_with_growing_backoff(
+    kube_cluster: EmulatedCluster, posted: list[Any]
+) -> None:
+    faults = FaultInjector(kube_cluster.emulator)
+    faults.fail_next("LIST", "podtemplates", 503, 503)
+    with pytest.raises(kopf.TemporaryError) as first:
+        run_sync(kube_cluster, body(production_cr("prod")), retry=0)
+    with pytest.raises(kopf.TemporaryError) as third:
+        run_sync(kube_cluster, body(production_cr("prod")), retry=3)
+    assert (first.value.delay, third.value.delay) == (1.0, 8.0)
+
+
+def test_resync_does_not_raise_on_a_transient_error(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
+    """The timer's next tick is the retry; raising would only make kopf log a traceback."""
+    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 500)
+    patch = run_sync(kube_cluster, body(production_cr("prod")), retry=None)
+    assert patch["status"]["conditions"][1]["reason"] == "Retrying"
+
+
+def test_permanent_error_ends_in_a_clear_status(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
+    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 403)
+    patch = run_sync(kube_cluster, body(production_cr("prod")))
+    ready = patch["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "ApiError")
+    assert "list PodTemplates in floe: HTTP 403" in ready["message"]
+    assert [reason for reason, _ in posted] == ["ApiError"]
