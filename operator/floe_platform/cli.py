@@ -15,6 +15,7 @@ import yaml
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
 from floe_platform.crd import API_VERSION, KIND
 from floe_platform.render import PROFILE_LABEL, render_pod_templates
+from floe_platform.rightsize_cli import rightsize_command
 from floe_platform.schema import dump_json, platform_json_schema
 
 file_argument = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -144,6 +145,8 @@ def operator(
     )
     run_operator(options, liveness_port=liveness_port or None)
 
+
+main.add_command(rightsize_command, "rightsize")
 
 if __name__ == "__main__":
     main()

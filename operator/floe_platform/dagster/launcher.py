@@ -48,8 +48,10 @@ from floe_platform.dagster.profiles import (
     settle_env,
     template_to_k8s_config,
 )
+from floe_platform.dagster.run_worker import RUN_WORKER_COMMAND
 from floe_platform.render import PROFILE_LABEL, template_name
 from floe_platform.render.podtemplate import PLATFORM_LABEL
+from floe_platform.usage.tags import OOM_TAG, resource_tags
 
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
@@ -70,6 +72,7 @@ class _LaunchState:
 
     resolved: ResolvedProfile
     effective_limits: dict[str, str] | None = None
+    effective_requests: dict[str, str] | None = None
     recomputed: dict[str, str] | None = None
 
 
@@ -270,15 +273,16 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         env, state.recomputed = settle_env(container_config, template)
         container_config["env"] = env
         state.effective_limits = dict((container_config.get("resources") or {}).get("limits") or {})
+        state.effective_requests = dict((container_config.get("resources") or {}).get("requests") or {})
+        # Right-sizing: dagster-k8s passes the run worker as `args`; a command a higher layer set is kept.
+        container_config.setdefault("command", list(RUN_WORKER_COMMAND))
         settled = merged.run_k8s_config._replace(container_config=container_config)
         return merged._replace(run_k8s_config=settled)
 
     def _record_profile(self, run: DagsterRun, state: _LaunchState) -> None:
         choice = state.resolved.choice
         limits = state.effective_limits or {}
-        tags = {PROFILE_TAG: choice.name}
-        if "memory" in limits:
-            tags[MEMORY_LIMIT_TAG] = str(limits["memory"])
+        tags = {PROFILE_TAG: choice.name, **resource_tags(state.effective_requests or {}, limits)}
         self._instance.add_run_tags(run.run_id, tags)
         details = {
             "Profile": choice.name,
@@ -301,6 +305,8 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         if result.status != WorkerStatus.FAILED:
             return result
         oom = self.oom_message(run)
+        if oom:
+            self._instance.add_run_tags(run.run_id, {OOM_TAG: "true"})  # right-sizing counts OOM kills
         return CheckRunHealthResult(WorkerStatus.FAILED, oom) if oom else result
 
     def get_run_worker_debug_info(
