@@ -34,7 +34,7 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
         ) from None
     labels = [r.label if len(r.label) <= label_width else r.label[: label_width - 1] + "…" for r in reports]
     positions = list(range(len(reports)))
-    height = max(2.5, 0.5 * len(reports) + 1.5)
+    height = max(3.0, 0.5 * len(reports) + 2.0)
     figure, axes = plt.subplots(figsize=(10, height), dpi=100)
     peaks = [(r.peak_max_bytes or 0) / GI for r in reports]
     axes.barh(positions, peaks, color=[COLOURS[r.verdict] for r in reports], height=0.6)
@@ -45,7 +45,13 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
             axes.annotate(f" limit {limit:.3g} Gi", (limit, y), va="center", fontsize=8)
         if report.peak_p95_bytes:
             axes.plot([report.peak_p95_bytes / GI], [y], "o", color="black", markersize=4)
-        axes.annotate(f"→ {report.suggestion.text}", (0, y + 0.42), fontsize=7, va="bottom", color="#333333")
+        axes.annotate(
+            f"  {(report.peak_max_bytes or 0) / GI:.2f} Gi → {report.suggestion.text}",
+            ((report.peak_max_bytes or 0) / GI, y),
+            va="center",
+            fontsize=7,
+            color="#333333",
+        )
     axes.set_yticks(positions, labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel("memory (GiB): bar = max peak, dot = p95 peak, tick = limit")
@@ -54,7 +60,12 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
     axes.set_xlim(0, right * 1.35)
     used = [verdict for verdict in COLOURS if any(r.verdict == verdict for r in reports)]
     axes.legend(
-        handles=[Patch(color=COLOURS[v], label=LABELS[v]) for v in used], loc="lower right", fontsize=8
+        handles=[Patch(color=COLOURS[v], label=LABELS[v]) for v in used],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        ncol=max(1, len(used)),
+        fontsize=8,
+        frameon=False,
     )
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()

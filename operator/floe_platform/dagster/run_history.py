@@ -45,11 +45,20 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _selection(run: DagsterRun) -> tuple[str, ...]:
+    """The assets a run of an asset job selected; for ``materialize``'s ephemeral job, the steps it ran."""
+    if run.asset_selection:
+        return tuple(sorted(key.to_user_string() for key in run.asset_selection))
+    if run.job_name.startswith("__") and run.step_keys_to_execute:
+        return tuple(sorted(run.step_keys_to_execute))
+    return ()
+
+
 def run_record(run: DagsterRun, created: float) -> RunRecord:
     """One run as right-sizing sees it (its job, asset selection, profile, limits and recorded usage)."""
     tags = run.tags
     usage = read_usage(tags)
-    selection = tuple(sorted(key.to_user_string() for key in run.asset_selection or ()))
+    selection = _selection(run)
     return RunRecord(
         run_id=run.run_id,
         job=run.job_name,
