@@ -129,9 +129,10 @@ def run_identity(command: Sequence[str]) -> tuple[str, Any] | None:
     """The run id and instance ref in a ``dagster api execute_run|resume_run <args>`` command line."""
     for index, word in enumerate(command[:-1]):
         if word in _API_COMMANDS and index > 0 and command[index - 1] == "api":
+            from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
             from dagster._serdes import deserialize_value
 
-            args: Any = deserialize_value(command[index + 1])
+            args: Any = deserialize_value(command[index + 1], (ExecuteRunArgs, ResumeRunArgs))
             return str(args.run_id), args.instance_ref
     return None
 
@@ -161,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the run worker's command after --, e.g. -- dagster api execute_run ...")
-    measured = measure(command, choose_cgroup(args.usage_source, args.cgroup_root), args.interval)
+    try:
+        measured = measure(command, choose_cgroup(args.usage_source, args.cgroup_root), args.interval)
+    except OSError as error:  # the run worker could not start: 127/126, as a shell would exit
+        print(f"floe-run-worker: cannot start {command[0]!r}: {error.strerror or error}", file=sys.stderr)
+        return 127 if isinstance(error, FileNotFoundError) else 126
     try:
         identity = run_identity(command)
         if args.run_id:
