@@ -13,7 +13,7 @@ How the suggestion is computed (docs/rightsize.md):
    runs are at or under).
 3. The suggestion is the existing profile with the smallest memory limit that is >= ``needed`` (ties:
    smaller CPU request, then name). If none is that large: "none fits: add one with limits.memory >=
-   X", X being ``needed`` rounded up to 256 MiB.
+   X", X being ``needed`` rounded up to 256 MiB (below 4 GiB) or to a whole GiB.
 """
 
 from __future__ import annotations
@@ -189,7 +189,9 @@ def effective_peak(run: RunRecord) -> int | None:
     return run.peak_memory_bytes
 
 
-def round_up(num_bytes: int, step: int = ROUND_TO) -> int:
+def round_up(num_bytes: int) -> int:
+    """Up to a size people write: a multiple of 256 MiB below 4 GiB, of 1 GiB from there."""
+    step = ROUND_TO if num_bytes < 4 * GI else GI
     return -(-num_bytes // step) * step
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from floe_platform.rightsize import GI, JobReport, RightsizeError
+from floe_platform.rightsize import GI, JobReport, RightsizeError, format_quantity, round_up
 
 COLOURS = {"near-oom": "#d62728", "over-provisioned": "#1f77b4", "ok": "#9e9e9e", "no usage": "#e0e0e0"}
 LABELS = {
@@ -39,17 +39,16 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
     peaks = [(r.peak_max_bytes or 0) / GI for r in reports]
     axes.barh(positions, peaks, color=[COLOURS[r.verdict] for r in reports], height=0.6)
     for y, report in zip(positions, reports, strict=True):
-        if report.memory_limit_bytes:
-            limit = report.memory_limit_bytes / GI
+        limit = (report.memory_limit_bytes or 0) / GI
+        if limit:
             axes.plot([limit, limit], [y - 0.4, y + 0.4], color="black", linewidth=2.5)
-            axes.annotate(f" limit {limit:.3g} Gi", (limit, y), va="center", fontsize=8)
         if report.peak_p95_bytes:
             axes.plot([report.peak_p95_bytes / GI], [y], "o", color="black", markersize=4)
         axes.annotate(
-            f"  {(report.peak_max_bytes or 0) / GI:.2f} Gi → {report.suggestion.text}",
-            ((report.peak_max_bytes or 0) / GI, y),
+            f"  max {(report.peak_max_bytes or 0) / GI:.2f} / limit {limit:.3g} Gi → {_short(report)}",
+            (max(limit, (report.peak_max_bytes or 0) / GI), y),
             va="center",
-            fontsize=7,
+            fontsize=7.5,
             color="#333333",
         )
     axes.set_yticks(positions, labels, fontsize=8)
@@ -57,7 +56,7 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
     axes.set_xlabel("memory (GiB): bar = max peak, dot = p95 peak, tick = limit")
     axes.set_title("floe rightsize: peak memory against the profile's limit, per job")
     right = max([*(p for p in peaks), *((r.memory_limit_bytes or 0) / GI for r in reports), 0.1])
-    axes.set_xlim(0, right * 1.35)
+    axes.set_xlim(0, right * 1.9)
     used = [verdict for verdict in COLOURS if any(r.verdict == verdict for r in reports)]
     axes.legend(
         handles=[Patch(color=COLOURS[v], label=LABELS[v]) for v in used],
@@ -75,3 +74,10 @@ def write_plot(reports: Sequence[JobReport], path: Path, label_width: int = 40) 
         raise RightsizeError(f"--plot: cannot write {path}: {error.strerror or error}") from None
     finally:
         plt.close(figure)
+
+
+def _short(report: JobReport) -> str:
+    suggestion = report.suggestion
+    if suggestion.profile is None and suggestion.needed_bytes is not None:
+        return f"none fits: add >= {format_quantity(round_up(suggestion.needed_bytes))}"
+    return suggestion.text

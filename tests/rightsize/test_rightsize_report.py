@@ -78,7 +78,8 @@ def test_smallest_profile_holding_p95_with_headroom_is_suggested() -> None:
 def test_none_fits_names_the_limit_to_add_rounded_up() -> None:
     suggestion = rs.suggest(7 * GiB, PROFILES, 0.20)
     assert suggestion.profile is None
-    assert suggestion.text == "none fits: add one with limits.memory >= 8704Mi"  # 8.4Gi rounded up to 256Mi
+    assert suggestion.text == "none fits: add one with limits.memory >= 9Gi"  # 8.4Gi, rounded up
+    assert rs.suggest(2600 * MiB, PROFILES[:1], 0.20).text.endswith(">= 3328Mi")  # 3120Mi: to 256Mi
 
 
 def test_report_groups_by_job_and_moves_with_usage() -> None:
