@@ -9,8 +9,8 @@ Where the usage comes from (``--usage-source``, default ``auto``):
 
 - ``cgroup``: the container's own cgroup at ``/sys/fs/cgroup`` (v2 or v1). It covers every process of the
   container, so the whole run; the peak is the container's lifetime peak, which starts with this wrapper.
-- ``process-tree``: the child and its descendants, sampled from ``/proc`` (plus the kernel's per-process
-  high-water marks and ``wait4``'s figures); used where the run has no cgroup of its own.
+- ``process-tree``: the child and its descendants, sampled from ``/proc`` every second (plus the kernel's
+  per-process high-water marks and ``wait4``'s figures); used where the run has no cgroup of its own.
 - ``auto``: ``cgroup`` inside Kubernetes (``KUBERNETES_SERVICE_HOST`` is set, so the container is this
   run's pod) when one is readable, else ``process-tree``.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from floe_platform.usage.cgroup import DEFAULT_ROOT, CgroupPaths, container_cgroup, read_cgroup
-from floe_platform.usage.process_tree import TreeSampler
+from floe_platform.usage.process_tree import DEFAULT_INTERVAL, TreeSampler
 from floe_platform.usage.tags import RunUsage, usage_tags
 
 SOURCES = ("auto", "cgroup", "process-tree")
@@ -66,7 +66,9 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def measure(command: Sequence[str], cgroup: CgroupPaths | None, interval: float = 0.2) -> Measured:
+def measure(
+    command: Sequence[str], cgroup: CgroupPaths | None, interval: float = DEFAULT_INTERVAL
+) -> Measured:
     """Run ``command`` to completion and measure it; signals to this process are passed on to it."""
     started = time.perf_counter()
     before = read_cgroup(cgroup) if cgroup else None
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cgroup-root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--run-id", help="run to tag (default: read from the dagster api command line)")
-    parser.add_argument("--interval", type=float, default=0.2, help="process-tree sampling interval, s")
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="process-tree sampling, s")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the run worker's command")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
