@@ -121,6 +121,10 @@ class TreeSampler:
         return max(self.peak_sum_bytes, self.peak_single_bytes)
 
 
+IN_PROCESS_INTERVAL = 0.2
+"""Local in-process runs last seconds and start short-lived children (dbt): sample them more often."""
+
+
 class InProcessMeasurement:
     """Measures a run executed inside this process (``dg.materialize``, `make demo`), as a context manager.
 
@@ -129,7 +133,7 @@ class InProcessMeasurement:
     children reaped meanwhile), wall time, and the tree's peak as ``TreeSampler`` defines it.
     """
 
-    def __init__(self, interval: float = DEFAULT_INTERVAL, proc: Path = PROC) -> None:
+    def __init__(self, interval: float = IN_PROCESS_INTERVAL, proc: Path = PROC) -> None:
         self.interval = interval
         self.proc = proc
         self.usage: RunUsage | None = None
