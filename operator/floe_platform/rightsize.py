@@ -381,6 +381,8 @@ def tag_snippet(reports: Sequence[JobReport]) -> str:
     lines = []
     for report in reports:
         target = report.suggestion.profile
+        if target is None and report.suggestion.needed_bytes is not None:
+            target = added_profile_name(report.suggestion.needed_bytes)  # once --write has added it
         if target is None or target == report.current_profile:
             continue
         where = f"job {report.job!r}" + (
@@ -395,6 +397,11 @@ def tag_snippet(reports: Sequence[JobReport]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def added_profile_name(needed_bytes: int) -> str:
+    """The name ``--write`` gives the profile it adds for a job needing ``needed_bytes``."""
+    return f"rightsized-{format_quantity(round_up(needed_bytes)).lower()}"
+
+
 def added_profiles(reports: Sequence[JobReport], profiles: Sequence[Profile]) -> dict[str, int]:
     """Name -> memory limit of the profiles to add for the jobs no profile fits (one per size)."""
     sizes = sorted(
@@ -407,7 +414,7 @@ def added_profiles(reports: Sequence[JobReport], profiles: Sequence[Profile]) ->
     taken = {profile.name for profile in profiles}
     added: dict[str, int] = {}
     for size in sizes:
-        name = f"rightsized-{format_quantity(size).lower()}"
+        name = added_profile_name(size)
         if name not in taken:
             added[name] = size
     return added
@@ -458,10 +465,13 @@ def with_added_profiles(
 
 
 def unified_diff(old: str, new: str, filename: str) -> str:
-    """``old`` -> ``new`` as a unified diff ('' when equal), to read or to apply with ``patch -p1``."""
+    """``old`` -> ``new`` as a unified diff ('' when equal), for ``patch -p1`` (``-p0``: absolute path)."""
     return "".join(
         difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{filename}", f"b/{filename}"
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            filename if filename.startswith("/") else f"a/{filename}",
+            filename if filename.startswith("/") else f"b/{filename}",
         )
     )
 

@@ -161,6 +161,7 @@ def test_write_adds_a_valid_profile_for_jobs_none_fits_keeping_comments() -> Non
     snippet = rs.tag_snippet(reports)
     assert "job 'lookup': large -> small" in snippet
     assert 'tags={"floe/resource-profile": "small"}' in snippet
+    assert "job 'etl': large -> rightsized-12gi" in snippet
 
 
 def test_usage_tags_round_trip() -> None:
