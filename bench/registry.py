@@ -46,4 +46,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "every row arrives once",
         _lazy("p6_contention"),
     ),
+    Benchmark(
+        "P7",
+        "floe-run-worker: what recording a run's usage costs the run",
+        "workload ratio <= 1.02; sampling <= 1% of a core; RSS <= 32 MiB",
+        _lazy("p7_run_worker"),
+    ),
+    Benchmark(
+        "P8",
+        "floe rightsize over 10,000 recorded runs",
+        "end to end <= 10 s; read + report <= 1.5x Dagster's own read",
+        _lazy("p8_rightsize_report"),
+    ),
 )

@@ -16,6 +16,7 @@ from floe_platform.api import platform_resource
 from floe_platform.config import ConfigError, PlatformConfig, load_platform
 from floe_platform.config.models import check_kubernetes_name
 from floe_platform.render import PROFILE_LABEL, render_guardrails, render_pod_templates
+from floe_platform.rightsize_cli import rightsize_command
 
 # dir_okay: a directory is a bad input like any other (exit 1, one line from the loader), not a usage error.
 file_argument = click.argument("file", type=click.Path(path_type=Path))
@@ -138,6 +139,8 @@ def operator(
     )
     run_operator(options, liveness_port=liveness_port or None)
 
+
+main.add_command(rightsize_command, "rightsize")
 
 if __name__ == "__main__":
     main()

@@ -66,11 +66,13 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def materialize_all(instance: Any, scale: int, warehouse: Path) -> list[Any]:
+def materialize_all(
+    instance: Any, scale: int, warehouse: Path, tags: Mapping[str, str] | None = None
+) -> list[Any]:
     """Every asset: one run for the unpartitioned ones, one run per partition of the partitioned ones."""
-    import dagster as dg
 
     from floe_demo import definitions
+    from floe_demo.rightsizing import measured_materialize
 
     resources = definitions.build_resources(str(warehouse), scale)
     all_assets = [*definitions.UNPARTITIONED_ASSETS, *definitions.PARTITIONED_ASSETS]
@@ -86,8 +88,9 @@ def materialize_all(instance: Any, scale: int, warehouse: Path) -> list[Any]:
     for label, selection, partition_key in plans:
         _say(f"  materializing {label} ...")
         started = time.perf_counter()
-        result = dg.materialize(
+        result = measured_materialize(  # dg.materialize, measured for `floe rightsize`
             all_assets,
+            tags=dict(tags or {}),
             selection=selection,
             partition_key=partition_key,
             resources=resources,
@@ -191,17 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     import dagster as dg
 
     from floe_demo.project import ensure_manifest
+    from floe_demo.rightsizing import profile_tags, rightsizing_table
 
     _say("  preparing the dbt manifest ...")
     ensure_manifest()
     _say("  loading definitions ...")
     with dg.DagsterInstance.get() as instance:
         try:
-            results = materialize_all(instance, args.scale, warehouse)
+            results = materialize_all(
+                instance, args.scale, warehouse, profile_tags(args.platform, args.profile)
+            )
         except DemoFailed as failure:
             print(f"floe demo failed:\n{failure}", file=sys.stderr)
             return 1
+        rightsizing = rightsizing_table(instance, [result.run_id for result in results], args.platform)
     print_table(summarize(results, warehouse), warehouse)
+    _say(f"\nright-sizing of these runs (`floe rightsize` reads any instance):\n{rightsizing}")
     _say(f"total: {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -47,8 +47,10 @@ from floe_platform.dagster.profiles import (
     settle_env,
     template_to_k8s_config,
 )
+from floe_platform.dagster.run_worker import RUN_WORKER_COMMAND
 from floe_platform.render import PROFILE_LABEL, template_name
 from floe_platform.render.podtemplate import PLATFORM_LABEL
+from floe_platform.usage.tags import OOM_TAG, resource_tags
 
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
@@ -71,6 +73,7 @@ class ProfileLaunch:
     resolved: ResolvedProfile
     container_context: K8sContainerContext
     effective_limits: dict[str, str]
+    effective_requests: dict[str, str]
     recomputed: dict[str, str]
 
 
@@ -91,9 +94,12 @@ def profile_launch(
     container_config = dict(merged.run_k8s_config.container_config)
     env, recomputed = settle_env(container_config, template)
     container_config["env"] = env
-    limits = dict((container_config.get("resources") or {}).get("limits") or {})
+    resources = container_config.get("resources") or {}
+    limits, requests = dict(resources.get("limits") or {}), dict(resources.get("requests") or {})
+    # Right-sizing: dagster-k8s passes the run worker as `args`; a command a higher layer set is kept.
+    container_config.setdefault("command", list(RUN_WORKER_COMMAND))
     settled = merged.run_k8s_config._replace(container_config=container_config)
-    return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, recomputed)
+    return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, requests, recomputed)
 
 
 # dagster-k8s leaves these untyped; typed aliases keep mypy --strict meaningful at the call sites.
@@ -289,9 +295,7 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
     def _record_profile(self, run: DagsterRun, launch: ProfileLaunch) -> None:
         choice = launch.resolved.choice
         limits = launch.effective_limits
-        tags = {PROFILE_TAG: choice.name}
-        if "memory" in limits:
-            tags[MEMORY_LIMIT_TAG] = str(limits["memory"])
+        tags = {PROFILE_TAG: choice.name, **resource_tags(launch.effective_requests, limits)}
         self._instance.add_run_tags(run.run_id, tags)
         details = {
             "Profile": choice.name,
@@ -314,6 +318,8 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         if result.status != WorkerStatus.FAILED:
             return result
         oom = self.oom_message(run)
+        if oom:
+            self._instance.add_run_tags(run.run_id, {OOM_TAG: "true"})  # right-sizing counts OOM kills
         return CheckRunHealthResult(WorkerStatus.FAILED, oom) if oom else result
 
     def get_run_worker_debug_info(
