@@ -25,10 +25,10 @@ from deployment import (
     images,
 )
 
+pytestmark = pytest.mark.slow  # each step runs the deploy script with stand-in tools
+
 FAKE_TOOL = """#!{python}
 import json, os, sys, time
-
-pytestmark = pytest.mark.slow  # each step runs the deploy script with stand-in tools
 tool = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
 stdin = sys.stdin.read() if tool == "kubectl" and "apply" in args else ""
