@@ -278,7 +278,7 @@ def test_launched_run_is_admitted_by_limitrange_quota_and_restricted_policy(plat
     events = platform.admin.get(f"/api/v1/namespaces/{ns}/events")["items"]
     refused = [e["message"] for e in events if e["reason"] == "FailedCreate"]
     assert refused == []
-    # restricted: enforced on the pod that exists, checked by the API server (no warning on the Job).
+    # Enforced on pods only: this pod exists, so kube-apiserver admitted it under "restricted".
     spec = pod["spec"]
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert _container(pod)["securityContext"]["allowPrivilegeEscalation"] is False
