@@ -22,11 +22,11 @@ from floe_platform.config import parse_platform
 from floe_platform.config.quantity import parse_quantity
 from floe_platform.controller.plan import PlatformRef, desired_children, in_sync
 from floe_platform.render import render_guardrails
-
-pytestmark = pytest.mark.slow  # a real operator process per module
 from testkit.emulator import EmulatedCluster, emulated_cluster, validate_object
 from testkit.operator_process import OperatorProcess
 from testkit.waiting import eventually
+
+pytestmark = pytest.mark.slow  # a real operator process per module
 
 NAMESPACE = "floe"
 CR = ("floe.dev", "v1alpha1", NAMESPACE, "floeplatforms")
