@@ -116,6 +116,7 @@ def _without_cluster(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
     return {**env, "HOME": str(tmp_path / "home"), "KUBECONFIG": str(kubeconfig)}
 
 
+@pytest.mark.slow  # each subprocess imports kopf and the kubernetes client (about 10 s on 2 shared cores)
 @pytest.mark.parametrize(
     ("command", "kubeconfig", "expected"),
     [
