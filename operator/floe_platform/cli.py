@@ -132,12 +132,15 @@ def operator(
         _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
     # kopf and the kubernetes client load only here, so that `floe validate` stays fast and dependency-free.
     from floe_platform.controller.handlers import OperatorOptions
-    from floe_platform.controller.main import run_operator
+    from floe_platform.controller.main import NoCredentialsError, run_operator
 
     options = OperatorOptions(
         namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds
     )
-    run_operator(options, liveness_port=liveness_port or None)
+    try:
+        run_operator(options, liveness_port=liveness_port or None)
+    except NoCredentialsError as error:
+        _fail([str(error)])
 
 
 main.add_command(rightsize_command, "rightsize")

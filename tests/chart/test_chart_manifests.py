@@ -122,6 +122,29 @@ def test_dagster_images_default_to_the_chart_app_version(default_release: Render
                 assert container["image"].endswith(f":{app_version}")
 
 
+def test_third_party_images_keep_their_own_pinned_tags(default_release: Rendered) -> None:
+    """postgres and LocalStack run the tags values.yaml pins, never the chart's appVersion."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = {container["image"] for _, pod in default_release.workloads() for container in containers(pod)}
+    for key in ("postgresql", "localstack"):
+        image = values[key]["image"]
+        assert image["tag"]
+        assert image["tag"] != app_version
+        assert f"{image['repository']}:{image['tag']}" in images
+
+
+@pytest.mark.parametrize("key", ["postgresql", "localstack"])
+def test_an_empty_third_party_tag_is_refused_even_past_the_schema(key: str) -> None:
+    """The template refuses too (helm v4 with --skip-schema-validation): an empty tag never becomes
+    `postgres:<chart version>`."""
+    result = run_helm(
+        ["template", "floe", str(CHART), "--skip-schema-validation", "--set", f"{key}.image.tag="]
+    )
+    assert result.returncode != 0
+    assert f"{key}.image.tag is required" in result.stderr
+
+
 def test_every_container_requests_resources_and_limits_memory(release: Rendered) -> None:
     for doc, pod in release.workloads():
         for container in containers(pod):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,43 @@ def test_the_cli_loads_no_kubernetes_client_kopf_or_dagster_until_the_operator_s
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _without_cluster(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
+    """The environment of a machine with no cluster: no in-cluster service account, an empty HOME."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KUBERNETES_SERVICE")}
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return {**env, "HOME": str(tmp_path / "home"), "KUBECONFIG": str(kubeconfig)}
+
+
+@pytest.mark.slow  # each subprocess imports kopf and the kubernetes client (about 10 s on 2 shared cores)
+@pytest.mark.parametrize(
+    ("command", "kubeconfig", "expected"),
+    [
+        (["-m", "floe_platform.cli", "operator", "-n", "floe"], "missing/config", "no kubeconfig at"),
+        (["-m", "floe_platform.controller.main"], "missing/config", "no kubeconfig at"),
+        (["-m", "floe_platform.cli", "operator", "-A"], "broken", "is unusable"),
+    ],
+    ids=["floe-operator", "python-m-main", "broken-kubeconfig"],
+)
+def test_operator_without_credentials_exits_at_once_with_one_line(
+    tmp_path: Path, command: list[str], kubeconfig: str, expected: str
+) -> None:
+    """Real subprocess, no cluster: without credentials kopf would retry the startup every minute with a
+    40-line traceback and never serve /healthz; the operator says what is missing and exits 1 instead."""
+    (tmp_path / "broken").write_text("clusters: [\n")
+    result = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=_without_cluster(tmp_path, tmp_path / kubeconfig),
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "not in a cluster" in lines[0]
+    assert "set KUBECONFIG" in lines[0]
+    assert "Traceback" not in result.stderr

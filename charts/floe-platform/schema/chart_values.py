@@ -19,19 +19,39 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from floe_platform.codegen.platform_schema import platform_json_schema
+from floe_platform.config.models import (
+    DNS_LABEL,
+    DNS_LABEL_MAX,
+    LABEL_KEY,
+    LABEL_KEY_MAX,
+    LABEL_VALUE,
+    LABEL_VALUE_MAX,
+    QUANTITY_JSON_SCHEMA,
+    Quantity,
+    keys_matching,
+)
 
 CHART_SCHEMA_ID = "https://floe.dev/schemas/chart-values.schema.json"
-NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME = DNS_LABEL.pattern
+# Kubernetes' DNS-1123 subdomain (Secret, ServiceAccount and StorageClass names), at most 253 characters.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_SUBDOMAIN_MAX = 253
 # No lookahead: Helm validates with Go's RE2 regular expressions.
-ImageTag = Annotated[
-    str, Field(pattern=r"^$|^[\w][\w.-]{0,127}$", json_schema_extra={"not": {"const": "latest"}})
-]
-KubeQuantity = Annotated[str | int | float, Field(description="A Kubernetes quantity, e.g. 500m or 1Gi.")]
+_TAG = r"^[\w][\w.-]{0,127}$"
+ImageTag = Annotated[str, Field(pattern=f"^$|{_TAG}", json_schema_extra={"not": {"const": "latest"}})]
+PinnedImageTag = Annotated[str, Field(pattern=_TAG, json_schema_extra={"not": {"const": "latest"}})]
+# The chart's quantities follow platform.yaml's grammar (config/quantity.py): one definition, one schema.
+KubeQuantity = Quantity
+OptionalQuantity = Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)]
 KubeObject = dict[str, Any]
+# Empty, or a name Kubernetes accepts; the models' own patterns, with "" meaning "derive it".
+NameOrEmpty = Annotated[str, Field(pattern=f"^$|{DNS_LABEL.pattern}", max_length=DNS_LABEL_MAX)]
+SubdomainOrEmpty = Annotated[str, Field(pattern=f"^$|{DNS_SUBDOMAIN}", max_length=DNS_SUBDOMAIN_MAX)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE.pattern, max_length=LABEL_VALUE_MAX)]
 
 
 class ValuesModel(BaseModel):
@@ -43,18 +63,28 @@ class ValuesModel(BaseModel):
 
 
 class Image(ValuesModel):
+    """An image of this project (operator, user code): its tag defaults to the chart's appVersion."""
+
     repository: str
-    """Image name with its registry, e.g. docker.io/library/postgres."""
+    """Image name with its registry, e.g. floe-platform/operator."""
     tag: ImageTag = ""
     """Empty means the chart's appVersion. `latest` is refused: every image is pinned."""
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Kubernetes imagePullPolicy."""
 
 
+class ThirdPartyImage(Image):
+    """An image from another project (postgres, LocalStack): the chart's version means nothing to it, so its
+    tag is pinned in values.yaml and an empty one is refused."""
+
+    tag: PinnedImageTag
+    """Pinned tag; neither empty nor `latest`."""
+
+
 class ResourceAmounts(ValuesModel):
-    cpu: KubeQuantity | None = None
-    memory: KubeQuantity | None = None
-    ephemeral_storage: KubeQuantity | None = Field(default=None, alias="ephemeral-storage")
+    cpu: OptionalQuantity = None
+    memory: OptionalQuantity = None
+    ephemeral_storage: OptionalQuantity = Field(default=None, alias="ephemeral-storage")
 
 
 class ContainerResources(ValuesModel):
@@ -66,9 +96,11 @@ class ContainerResources(ValuesModel):
 
 class ServiceAccount(ValuesModel):
     create: bool = True
-    name: str = ""
+    name: SubdomainOrEmpty = ""
     """Empty means a name derived from the release."""
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
     """E.g. eks.amazonaws.com/role-arn for IRSA."""
 
 
@@ -88,12 +120,16 @@ class Component(ValuesModel):
     """Pod-level securityContext, passed through verbatim."""
     security_context: KubeObject = Field(default_factory=dict)
     """Container-level securityContext, passed through verbatim."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
     tolerations: list[KubeObject] = Field(default_factory=list)
     affinity: KubeObject = Field(default_factory=dict)
     extra_env: list[KubeObject] = Field(default_factory=list)
     """Extra container env entries (name/value or name/valueFrom)."""
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
 
 
 class Probe(ValuesModel):
@@ -178,7 +214,7 @@ class PostgresAuth(ValuesModel):
     """Database user."""
     database: str = "dagster"
     """Database holding Dagster's runs, events and schedules."""
-    existing_secret: str = ""
+    existing_secret: SubdomainOrEmpty = ""
     """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
     generates a password that survives upgrades."""
 
@@ -187,13 +223,16 @@ class Persistence(ValuesModel):
     enabled: bool = True
     """Off means an emptyDir: data is lost with the pod."""
     size: KubeQuantity = "8Gi"
-    storage_class: str = ""
+    """Size of the volume, a Kubernetes quantity such as 8Gi."""
+    storage_class: SubdomainOrEmpty = ""
     """StorageClass of the volume; empty means the cluster default."""
 
 
 class Postgresql(Component):
     """The built-in PostgreSQL (a StatefulSet)."""
 
+    image: ThirdPartyImage
+    """docker.io/library/postgres at a pinned tag."""
     enabled: bool = True
     """Off means an external database, set under externalPostgresql."""
     auth: PostgresAuth = PostgresAuth()
@@ -211,14 +250,14 @@ class ExternalPostgresql(ValuesModel):
     """Database user."""
     database: str = "dagster"
     """Database name."""
-    existing_secret: str = ""
+    existing_secret: SubdomainOrEmpty = ""
     """A Secret with the key `postgresql-password` (required with an external database)."""
     params: dict[str, str] = Field(default_factory=dict)
     """libpq parameters, e.g. sslmode: require."""
 
 
 class SecretKeyRef(ValuesModel):
-    name: str = ""
+    name: SubdomainOrEmpty = ""
     key: str = "LOCALSTACK_AUTH_TOKEN"
 
 
@@ -232,6 +271,8 @@ class BucketJob(ValuesModel):
 class Localstack(Component):
     """The built-in S3 (LocalStack), for compute logs on a local cluster."""
 
+    image: ThirdPartyImage
+    """docker.io/localstack/localstack at a pinned tag."""
     enabled: bool = True
     """Off when compute logs use your own S3 (platform.storage) or are off."""
     auth_token: SecretKeyRef = SecretKeyRef()
@@ -259,7 +300,9 @@ class Operator(Component):
 
 class HeadroomValues(ValuesModel):
     cpu: KubeQuantity
+    """CPU, a Kubernetes quantity such as 4 or 500m."""
     memory: KubeQuantity
+    """Memory, a Kubernetes quantity such as 8Gi."""
 
 
 class NamespaceLimitsValues(ValuesModel):
@@ -285,9 +328,9 @@ class ChartValues(ValuesModel):
     global_: KubeObject = Field(default_factory=dict, alias="global")
     """Helm's values shared between a parent chart and its subcharts; Helm adds it when this chart is a
     subchart. This chart reads nothing from it."""
-    name_override: str = ""
+    name_override: NameOrEmpty = ""
     """Replaces the chart name in object names."""
-    fullname_override: str = ""
+    fullname_override: NameOrEmpty = ""
     """Replaces <release>-<chart> as the prefix of every object name."""
     image_pull_secrets: list[KubeObject] = Field(default_factory=list)
     """Secrets for private registries, e.g. [{name: my-registry}], used by every pod."""

@@ -41,12 +41,22 @@ app.kubernetes.io/part-of: floe-platform
 helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
 {{- end }}
 
-{{/* Images: call with (list $ .Values.webserver.image). An empty tag means the appVersion. --------- */}}
+{{/* Images of this project: call with (list $ .Values.webserver.image). An empty tag means the appVersion. */}}
 
 {{- define "floe.image" -}}
 {{- $root := index . 0 }}
 {{- $image := index . 1 }}
 {{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{/*
+Images of other projects (postgres, LocalStack): call with (list "postgresql" .Values.postgresql.image). The
+chart's version means nothing to them, so an empty tag is refused (the schema refuses it first).
+*/}}
+{{- define "floe.pinnedImage" -}}
+{{- $key := index . 0 }}
+{{- $image := index . 1 }}
+{{- printf "%s:%s" $image.repository (required (printf "%s.image.tag is required: pin the image's own tag (values.yaml has one)" $key) $image.tag) }}
 {{- end }}
 
 {{- define "floe.imagePullSecrets" -}}

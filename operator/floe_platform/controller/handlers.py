@@ -8,6 +8,7 @@ thread pool, where the blocking kubernetes client belongs.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,37 @@ def make_api_client(pool_size: int) -> kubernetes.client.ApiClient:
         kubernetes.config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = pool_size
     return kubernetes.client.ApiClient(configuration)
+
+
+def credentials_problem() -> str | None:
+    """Why ``make_api_client`` cannot log in, in one line with the fix, or None when it can.
+
+    Checked before kopf starts: kopf would retry the startup handler every minute, printing a traceback each
+    time, while /healthz never comes up.
+    """
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=kubernetes.client.Configuration())
+        return None
+    except kubernetes.config.ConfigException as error:
+        in_cluster = " ".join(str(error).split()).rstrip(".")
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [path for path in env.split(os.pathsep) if path] or [os.path.expanduser("~/.kube/config")]
+    existing = [path for path in paths if os.path.isfile(path)]
+    if not existing:
+        where = "KUBECONFIG names no existing file" if env else "KUBECONFIG is not set"
+        kubeconfig = f"no kubeconfig at {os.pathsep.join(paths)} ({where})"
+    else:
+        try:
+            kubernetes.config.load_kube_config(client_configuration=kubernetes.client.Configuration())
+            return None
+        except Exception as error:  # YAML, I/O and config errors alike mean "unusable"
+            reason = " ".join(str(error).split())
+            kubeconfig = f"the kubeconfig {os.pathsep.join(existing)} is unusable ({reason})"
+    return (
+        f"floe operator: no Kubernetes credentials: not in a cluster ({in_cluster}) and {kubeconfig}; "
+        "set KUBECONFIG to a working kubeconfig (or create ~/.kube/config), or run the operator in a pod "
+        "with a ServiceAccount"
+    )
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import kopf
 
-from floe_platform.controller.handlers import OperatorOptions, register
+from floe_platform.controller.handlers import OperatorOptions, credentials_problem, register
+
+
+class NoCredentialsError(RuntimeError):
+    """Neither an in-cluster service account nor a kubeconfig; the message says which and how to fix it."""
 
 
 def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> None:
-    """Run until SIGTERM/SIGINT: standalone (no peering), liveness on ``/healthz`` when a port is given."""
+    """Run until SIGTERM/SIGINT: standalone (no peering), liveness on ``/healthz`` when a port is given.
+
+    Raises ``NoCredentialsError`` at once when there is nothing to log in with.
+    """
+    problem = credentials_problem()
+    if problem is not None:
+        raise NoCredentialsError(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -29,7 +40,11 @@ def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> 
 def main() -> None:
     namespace = os.environ.get("FLOE_NAMESPACE")
     options = OperatorOptions(namespaces=(namespace,) if namespace else (), all_namespaces=not namespace)
-    run_operator(options)
+    try:
+        run_operator(options)
+    except NoCredentialsError as error:
+        print(error, file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

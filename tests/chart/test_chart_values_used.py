@@ -1,0 +1,159 @@
+"""No chart value is silently ignored: changing any key of the values schema changes what helm renders.
+
+Runs the real helm v4 (`helm template`) once with a base and once with one key changed, for every leaf key
+of the values models (`schema/chart_values.py`, the source of values.schema.json). Keys read only under a
+condition (the external database, namespace guardrails, the LocalStack token) are changed on a base that
+meets the condition. What it cannot show: that the change means what the key's description says; the
+manifest tests check that for the keys that matter.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from chart_render import CHART, CI_DIR, run_helm, template_args
+from pydantic import BaseModel
+
+from floe_platform.codegen.outputs import chart_values_module
+
+pytestmark = pytest.mark.slow
+
+CHART_VALUES = chart_values_module()
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+THREE_PROFILES = yaml.safe_load((CI_DIR / "three-profiles-values.yaml").read_text())
+LOGS_OFF = yaml.safe_load((CI_DIR / "compute-logs-off-values.yaml").read_text())
+
+# Keys read only under a condition: the base values that meet it.
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "externalPostgresql.": {
+        "postgresql": {"enabled": False},
+        "externalPostgresql": {"host": "db.example.com", "existingSecret": "db"},
+    },
+    "postgresql.enabled": {"externalPostgresql": {"host": "db.example.com", "existingSecret": "db"}},
+    "namespaceLimits.": {"namespaceLimits": {"enabled": True}, "platform": THREE_PROFILES["platform"]},
+    "localstack.enabled": {"platform": LOGS_OFF["platform"]},
+    "localstack.authToken.key": {"localstack": {"authToken": {"name": "localstack-token"}}},
+}
+# Keys not read by any template, each with the reason.
+NOT_RENDERED = {
+    "global": "Helm's own key for values shared with subcharts; this chart reads nothing from it",
+    "platform": "a whole platform.yaml; rendered as the FloePlatform (tests/chart/test_chart_manifests.py)",
+}
+# A changed value for keys whose type alone does not give a valid one.
+CHANGED_BY_KEY: dict[str, Any] = {
+    "tag": "9.9.9",
+    "repository": "example.com/changed",
+    "pathPrefix": "/changed",
+    "module": "floe_demo.changed",
+    "region": "eu-west-1",
+    "tolerations": [{"key": "changed", "operator": "Exists"}],
+    "extraEnv": [{"name": "CHANGED", "value": "yes"}],
+    "imagePullSecrets": [{"name": "changed"}],
+    "watchNamespaces": ["changed"],
+    "params": {"sslmode": "require"},
+    "cpu": "777m",
+    "memory": "777Mi",
+    "ephemeral-storage": "777Mi",
+    "size": "77Gi",
+    "host": "changed.example.com",
+    "defaultProfile": "small",
+}
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(dotted key, annotation, default) of every leaf field, nested models walked."""
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _leaves(annotation, f"{key}.")
+        else:
+            yield key, annotation, field.get_default(call_default_factory=True)
+
+
+def _default(key: str) -> Any:
+    value: Any = DEFAULTS
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _changed(key: str, annotation: Any, default: Any) -> Any:
+    """A valid value different from the key's default."""
+    last = key.rsplit(".", 1)[-1]
+    if last in CHANGED_BY_KEY:
+        return CHANGED_BY_KEY[last]
+    current = _default(key)
+    if current is None:
+        current = default
+    if typing.get_origin(annotation) is Literal:
+        return next(option for option in typing.get_args(annotation) if option != current)
+    return _changed_by_type(key, annotation, current)
+
+
+def _changed_by_type(key: str, annotation: Any, current: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return not current
+    if annotation is int:
+        return current + 1
+    if annotation is str:
+        return f"{current}-changed" if current else "changed"
+    if origin is dict:
+        return {"example.com/changed": "changed"}
+    if origin is list:
+        return [{"changed": "yes"}]
+    raise AssertionError(f"{key}: add a changed value for {annotation} to CHANGED_BY_KEY")
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value  # type: ignore[no-any-return]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = _merge(merged[name], value)
+        else:
+            merged[name] = value
+    return merged
+
+
+def _render(tmp_path: Path, name: str, values: dict[str, Any]) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(values))
+    result = run_helm(template_args([path]))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+LEAVES = [leaf for leaf in _leaves(CHART_VALUES.ChartValues) if leaf[0] not in NOT_RENDERED]
+
+
+@pytest.mark.parametrize(("key", "annotation", "default"), LEAVES, ids=[leaf[0] for leaf in LEAVES])
+def test_changing_a_value_changes_the_rendered_chart(
+    tmp_path: Path, key: str, annotation: Any, default: Any
+) -> None:
+    base: dict[str, Any] = {}
+    for prefix, condition in CONDITIONS.items():
+        if key.startswith(prefix):
+            base = _merge(base, condition)
+    changed = _merge(base, _nested(key, _changed(key, annotation, default)))
+    assert _render(tmp_path, "changed", changed) != _render(tmp_path, "base", base), (
+        f"{key} is in the values schema but no template reads it"
+    )
+
+
+def test_every_key_not_rendered_is_in_the_schema() -> None:
+    """The exemptions name real keys, so the list cannot rot."""
+    keys = {field.alias or name for name, field in CHART_VALUES.ChartValues.model_fields.items()}
+    assert set(NOT_RENDERED) <= keys
