@@ -10,6 +10,7 @@ and `make demo`'s own in-process machinery (``floe_demo.rightsizing``) for the i
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -246,17 +247,32 @@ def _report(dagster_home: Path, platform: Path, *extra: str) -> Any:
     return json.loads(result.output)
 
 
-def test_report_suggestion_moves_when_the_usage_moves(dagster_home: Path, tmp_path: Path) -> None:
-    """Light runs of a job are suggested the small profile; after heavy runs of it, the large one."""
+def _usage_scenario(dagster_home: str, workdir: str, out: str) -> None:
+    """Light runs, a report, heavy runs, a report: in a fresh interpreter, as a run worker is its own
+    process (the test process has grown with every test before it, and its memory is no run's)."""
     base = (status_kib(os.getpid(), "VmRSS", PROC) or 0) * 1024
-    platform = _platform_yaml(tmp_path / "platform.yaml", base)
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+    platform = _platform_yaml(Path(workdir) / "platform.yaml", base)
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
         for _ in range(2):
             _materialize(instance, platform, ALLOCATE_MIB["light"])
-        light = _report(dagster_home, platform)["jobs"]
+        light = _report(Path(dagster_home), platform)["jobs"]
         for _ in range(2):
             _materialize(instance, platform, ALLOCATE_MIB["heavy"])
-        heavy = _report(dagster_home, platform)["jobs"]
+        heavy = _report(Path(dagster_home), platform)["jobs"]
+    Path(out).write_text(json.dumps({"light": light, "heavy": heavy}))
+
+
+def test_report_suggestion_moves_when_the_usage_moves(dagster_home: Path, tmp_path: Path) -> None:
+    """Light runs of a job are suggested the small profile; after heavy runs of it, the large one."""
+    out = tmp_path / "reports.json"
+    child = multiprocessing.get_context("spawn").Process(
+        target=_usage_scenario, args=(str(dagster_home), str(tmp_path), str(out))
+    )
+    child.start()
+    child.join(timeout=300)
+    assert child.exitcode == 0, f"the scenario's process exited {child.exitcode}"
+    reports = json.loads(out.read_text())
+    light, heavy = reports["light"], reports["heavy"]
     assert len(light) == 1
     assert light[0]["runs"] == 2
     assert light[0]["current_profile"] == "large"
