@@ -17,6 +17,7 @@ from floe_platform.api import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGUL
 from floe_platform.config.models import (
     DNS_LABEL,
     ENV_NAME,
+    MAX_DUCKDB_THREADS,
     MAX_ENV_ENTRIES,
     MAX_NAMED_MAP_ENTRIES,
     MAX_PROFILES,
@@ -257,10 +258,28 @@ def _add_rules(spec: dict[str, Any]) -> None:
         {
             "rule": f"self.all(name, name.matches('{ENV_NAME.pattern}'))",
             "message": "environment variable names are letters, digits and _, not starting with a digit",
-        }
+        },
+        _threads_rule(),
     ]
     node_selector = profile["properties"]["node_selector"]
     node_selector["maxProperties"] = MAX_NAMED_MAP_ENTRIES
+
+
+def _threads_rule() -> dict[str, str]:
+    """DUCKDB_THREADS as the models check it (1 to the maximum, plain ASCII digits, no leading 0 or +).
+
+    ``int()`` rather than ``matches()``: env values have no length bound, and the API server's cost
+    estimate of a regular expression over an unbounded string exceeds the budget; a conversion is cheap.
+    A value that is no number at all fails the conversion, which the API server reports with this message.
+    """
+    value = "self.DUCKDB_THREADS"
+    return {
+        "rule": (
+            f"!('DUCKDB_THREADS' in self) || (!{value}.startsWith('0') && !{value}.startsWith('+') && "
+            f"int({value}) >= 1 && int({value}) <= {MAX_DUCKDB_THREADS})"
+        ),
+        "message": f"DUCKDB_THREADS must be a positive whole number of threads (1 to {MAX_DUCKDB_THREADS})",
+    }
 
 
 def _keys_rule(names: dict[str, Any]) -> dict[str, str]:
