@@ -225,8 +225,21 @@ def _quantity_schema() -> dict[str, Any]:
         "pattern": QUANTITY_PATTERN,
         "maxLength": MAX_QUANTITY_LENGTH,
         "minimum": _QUANTITY_ANY_OF[1]["minimum"],  # an integer quantity's bounds, from the models
-        "maximum": _QUANTITY_ANY_OF[1]["maximum"],
+        "maximum": _json_exact(_QUANTITY_ANY_OF[1]["maximum"]),
     }
+
+
+def _json_exact(bound: int) -> int:
+    """``bound`` rounded down to 16 significant digits, so that it survives the API server's float64.
+
+    kube-apiserver keeps a schema's ``maximum`` as a float64 and writes it back in shortest form: 2**62
+    comes back as 4611686018427388000. Server-side apply (helm v4 installs crds/ with it) then sees a value
+    other than the one another manager applied and refuses with a conflict on ``.spec.versions``. A
+    number of 16 significant digits is written back as itself. The bound moves down by less than 1000.
+    """
+    drop = max(len(str(bound)) - 16, 0)
+    exact = bound - bound % 10**drop
+    return exact
 
 
 def _with_description(converted: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
