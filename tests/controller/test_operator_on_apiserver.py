@@ -235,6 +235,16 @@ def test_floe_cr_piped_to_kubectl_apply_gets_the_rendered_podtemplates_as_the_se
 
 def test_kubectl_explain_shows_the_field_descriptions(control_plane: ControlPlane, crd: None) -> None:
     """kube-apiserver publishes the CRD's schema as OpenAPI v3; the real `kubectl explain` reads it."""
+    # kubectl's discovery may lag a CRD that has just become Established: ask until it knows `fp`.
+    explained = wait_for(
+        "kubectl to discover fp",
+        lambda: (
+            kubectl(control_plane, "explain", "fp.spec.infrastructure", check=False).returncode == 0 or None
+        ),
+        30,
+        interval=1,
+    )
+    assert explained
     text = kubectl(control_plane, "explain", "fp.spec.infrastructure").stdout
     print(f"\n$ kubectl explain fp.spec.infrastructure\n{text}")
     flat = " ".join(text.split())
