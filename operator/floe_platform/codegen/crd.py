@@ -17,6 +17,7 @@ from floe_platform.api import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGUL
 from floe_platform.config.models import (
     DNS_LABEL,
     ENV_NAME,
+    MAX_DUCKDB_THREADS,
     MAX_ENV_ENTRIES,
     MAX_NAMED_MAP_ENTRIES,
     MAX_PROFILES,
@@ -224,8 +225,21 @@ def _quantity_schema() -> dict[str, Any]:
         "pattern": QUANTITY_PATTERN,
         "maxLength": MAX_QUANTITY_LENGTH,
         "minimum": _QUANTITY_ANY_OF[1]["minimum"],  # an integer quantity's bounds, from the models
-        "maximum": _QUANTITY_ANY_OF[1]["maximum"],
+        "maximum": _json_exact(_QUANTITY_ANY_OF[1]["maximum"]),
     }
+
+
+def _json_exact(bound: int) -> int:
+    """``bound`` rounded down to 16 significant digits, so that it survives the API server's float64.
+
+    kube-apiserver keeps a schema's ``maximum`` as a float64 and writes it back in shortest form: 2**62
+    comes back as 4611686018427388000. Server-side apply (helm v4 installs crds/ with it) then sees a value
+    other than the one another manager applied and refuses with a conflict on ``.spec.versions``. A
+    number of 16 significant digits is written back as itself. The bound moves down by less than 1000.
+    """
+    drop = max(len(str(bound)) - 16, 0)
+    exact = bound - bound % 10**drop
+    return exact
 
 
 def _with_description(converted: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
@@ -257,10 +271,28 @@ def _add_rules(spec: dict[str, Any]) -> None:
         {
             "rule": f"self.all(name, name.matches('{ENV_NAME.pattern}'))",
             "message": "environment variable names are letters, digits and _, not starting with a digit",
-        }
+        },
+        _threads_rule(),
     ]
     node_selector = profile["properties"]["node_selector"]
     node_selector["maxProperties"] = MAX_NAMED_MAP_ENTRIES
+
+
+def _threads_rule() -> dict[str, str]:
+    """DUCKDB_THREADS as the models check it (1 to the maximum, plain ASCII digits, no leading 0 or +).
+
+    ``int()`` rather than ``matches()``: env values have no length bound, and the API server's cost
+    estimate of a regular expression over an unbounded string exceeds the budget; a conversion is cheap.
+    A value that is no number at all fails the conversion, which the API server reports with this message.
+    """
+    value = "self.DUCKDB_THREADS"
+    return {
+        "rule": (
+            f"!('DUCKDB_THREADS' in self) || (!{value}.startsWith('0') && !{value}.startsWith('+') && "
+            f"int({value}) >= 1 && int({value}) <= {MAX_DUCKDB_THREADS})"
+        ),
+        "message": f"DUCKDB_THREADS must be a positive whole number of threads (1 to {MAX_DUCKDB_THREADS})",
+    }
 
 
 def _keys_rule(names: dict[str, Any]) -> dict[str, str]:
