@@ -238,7 +238,7 @@ def _json_exact(bound: int) -> int:
     number of 16 significant digits is written back as itself. The bound moves down by less than 1000.
     """
     drop = max(len(str(bound)) - 16, 0)
-    exact = bound - bound % 10**drop
+    exact: int = bound - bound % int(10**drop)
     return exact
 
 
