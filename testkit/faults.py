@@ -20,6 +20,7 @@ import aiohttp.web
 
 OBSERVER_HEADER = "X-Floe-Test-Observer"
 ERROR_REASONS = {
+    403: "Forbidden",
     409: "Conflict",
     410: "Expired",
     429: "TooManyRequests",
@@ -36,9 +37,9 @@ def observer_client(cluster: Any) -> Any:
     return client
 
 
-def status_body(code: int, message: str) -> dict[str, Any]:
+def status_body(code: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``v1 Status`` a real API server sends with an error."""
-    return {
+    body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -47,6 +48,9 @@ def status_body(code: int, message: str) -> dict[str, Any]:
         "reason": ERROR_REASONS.get(code, "InternalError"),
         "code": code,
     }
+    if details is not None:
+        body["details"] = details
+    return body
 
 
 def error_response(code: int) -> aiohttp.web.StreamResponse:

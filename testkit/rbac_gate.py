@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp.web
 
+from testkit.faults import status_body
 from testkit.rbac import Authorizer, RequestAttributes, request_attributes
 
 
@@ -69,13 +70,4 @@ def _forbidden(user: str, request: RequestAttributes) -> dict[str, Any]:
     message = (
         f'{resource} "{request.name}" is forbidden: ' if request.name else f"{resource} is forbidden: "
     ) + f'User "{user}" cannot {request.verb} resource "{resource}" in API group "{request.group}"{scope}'
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Forbidden",
-        "details": {"name": request.name, "kind": request.resource},
-        "code": 403,
-    }
+    return status_body(403, message, {"name": request.name, "kind": request.resource})

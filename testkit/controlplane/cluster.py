@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -28,6 +27,7 @@ import yaml
 from testkit.controlplane import build
 from testkit.controlplane.kubeapi import ApiError, JsonObject, KubeApi, wait_for
 from testkit.controlplane.pki import CertificateAuthority, CertPair, write_service_account_keys
+from testkit.ports import free_port
 
 STAGES_FILE = Path(__file__).resolve().parent / "kwok-stages.yaml"
 SERVICE_CIDR = "10.0.0.0/24"
@@ -136,13 +136,6 @@ def _check_alive(state_dir: Path, pids: dict[str, dict[str, Any]]) -> None:
 
 
 # --- configuration -----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _b64(path: Path) -> str:
@@ -432,7 +425,7 @@ def up(state_dir: Path, *, timeout: float = 120.0) -> ControlPlane:
         return running
     down(state_dir)  # a half-dead earlier run: clear it first
     bin_dir = build.ensure_built()
-    ports = {name: _free_port() for name in (*STOP_ORDER, "etcd-peer")}
+    ports = {name: free_port() for name in (*STOP_ORDER, "etcd-peer")}
     plane = ControlPlane(state_dir, f"https://127.0.0.1:{ports['kube-apiserver']}")
     state_dir.mkdir(parents=True)
     # First, so that `down` recognises the directory as one it may remove.
