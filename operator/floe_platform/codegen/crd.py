@@ -330,7 +330,7 @@ def dump_crd_yaml() -> str:
     """The CRD as the YAML file committed under the chart (stable, so a test can compare it exactly)."""
     import yaml
 
-    header = "# Generated from the platform.yaml models by `floe crd`; do not edit by hand.\n"
+    header = "# Generated from the platform.yaml models by `make schemas`; do not edit by hand.\n"
     # A JSON round trip unshares repeated lists, so the YAML has no anchors that kubectl users trip on.
     plain = json.loads(json.dumps(floe_platform_crd()))
     return header + yaml.safe_dump(plain, sort_keys=False, width=120)
