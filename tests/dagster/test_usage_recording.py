@@ -28,11 +28,11 @@ from floe_platform.cli import main as floe
 from floe_platform.dagster import profiles
 from floe_platform.usage import tags as usage_tags
 from floe_platform.usage.process_tree import PROC, status_kib
+from testkit.cgroups import child_cgroup_v1
 
 JOB_FILE = Path(__file__).parent / "usage_jobs" / "allocating_job.py"
 VENV_BIN = Path(sys.executable).parent
 RUN_WORKER = VENV_BIN / "floe-run-worker"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MiB = 1024**2
 
 
@@ -124,31 +124,12 @@ def test_run_worker_records_the_process_trees_usage_and_keeps_the_exit_code(dags
 @pytest.fixture
 def container_cgroup_v1(tmp_path: Path) -> Iterator[tuple[Path, list[Path]]]:
     """A fresh v1 memory+cpuacct child cgroup, and a root laid out as a container sees /sys/fs/cgroup."""
-    name = f"floe-test-recording-{os.getpid()}"
-    memory, cpuacct = CGROUP_ROOT / "memory" / name, CGROUP_ROOT / "cpuacct" / name
-    if (
-        not (CGROUP_ROOT / "memory" / "memory.max_usage_in_bytes").exists()
-        or not (CGROUP_ROOT / "cpuacct").is_dir()
-    ):
-        pytest.skip(f"no cgroup v1 memory and cpuacct controllers under {CGROUP_ROOT} on this machine")
-    try:
-        memory.mkdir()
-        cpuacct.mkdir()
-    except OSError as error:
-        for made in (memory, cpuacct):
-            if made.exists():
-                made.rmdir()
-        pytest.skip(f"cannot create a child cgroup ({error.strerror}); needs root and a writable cgroupfs")
-    root = tmp_path / "cgroup-root"
-    root.mkdir()
-    (root / "memory").symlink_to(memory)
-    (root / "cpuacct").symlink_to(cpuacct)
-    try:
+    with child_cgroup_v1(f"floe-test-recording-{os.getpid()}") as (memory, cpuacct):
+        root = tmp_path / "cgroup-root"
+        root.mkdir()
+        (root / "memory").symlink_to(memory)
+        (root / "cpuacct").symlink_to(cpuacct)
         yield root, [memory / "cgroup.procs", cpuacct / "cgroup.procs"]
-    finally:
-        for made in (memory, cpuacct):
-            if made.exists():
-                made.rmdir()
 
 
 def test_run_worker_in_a_pod_reads_its_containers_cgroup(

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from floe_platform.usage.cgroup import CgroupPaths, container_cgroup, read_cgroup, v1_paths
+from testkit.cgroups import CGROUP_ROOT
+from testkit.cgroups import child_cgroup_v1 as new_child_cgroup_v1
 
 SAMPLES = Path(__file__).parent / "cgroup_samples"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 ALLOCATE_MIB = 200
 ALLOCATOR = f"""
 import time
@@ -66,34 +67,11 @@ def test_no_cgroup_at_root_is_none(tmp_path: Path) -> None:
     assert container_cgroup(tmp_path) is None
 
 
-def _child_cgroup_v1(name: str) -> Iterator[tuple[Path, Path]]:
-    memory, cpuacct = CGROUP_ROOT / "memory" / name, CGROUP_ROOT / "cpuacct" / name
-    if not (CGROUP_ROOT / "memory" / "memory.max_usage_in_bytes").exists():
-        pytest.skip(f"no cgroup v1 memory controller at {CGROUP_ROOT}/memory on this machine")
-    if not (CGROUP_ROOT / "cpuacct" / "cpuacct.usage").exists():
-        pytest.skip(f"no cgroup v1 cpuacct controller at {CGROUP_ROOT}/cpuacct on this machine")
-    try:
-        memory.mkdir()
-        cpuacct.mkdir()
-    except OSError as error:
-        for made in (memory, cpuacct):
-            if made.exists():
-                made.rmdir()
-        pytest.skip(
-            f"cannot create a child cgroup here ({error.strerror}); needs root and a writable cgroupfs"
-        )
-    try:
-        yield memory, cpuacct
-    finally:
-        for made in (memory, cpuacct):
-            if made.exists():
-                made.rmdir()
-
-
 @pytest.fixture
 def child_cgroup_v1() -> Iterator[tuple[Path, Path]]:
     """A fresh child cgroup in the v1 memory and cpuacct hierarchies, removed afterwards."""
-    yield from _child_cgroup_v1(f"floe-test-readers-{os.getpid()}")
+    with new_child_cgroup_v1(f"floe-test-readers-{os.getpid()}") as cgroups:
+        yield cgroups
 
 
 def run_in_cgroup(procs_files: list[Path], command: list[str]) -> int:
