@@ -197,6 +197,17 @@ class RunMonitoring(ValuesModel):
     """How often the daemon checks run pods."""
 
 
+class StepJobs(ValuesModel):
+    """Per-step resource profiles: runs whose job uses floe_platform.dagster.executor launch each step as
+    its own Kubernetes Job, from the run pod."""
+
+    enabled: bool = False
+    """Give run pods an API token and a Role to create, watch and delete step Jobs (and read the profiles'
+    PodTemplates). Off: run pods get no token, and a run using the step executor fails its launch."""
+    service_account: ServiceAccount = ServiceAccount()
+    """The run pods' identity when enabled (step pods get no token)."""
+
+
 class Dagster(ValuesModel):
     """Instance settings that go into dagster.yaml."""
 
@@ -206,7 +217,8 @@ class Dagster(ValuesModel):
     telemetry: bool = False
     """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()
-    """Used by webserver, daemon (they launch and watch run Jobs) and run pods."""
+    """Used by webserver, daemon (they launch and watch run Jobs) and run pods (unless stepJobs.enabled)."""
+    step_jobs: StepJobs = StepJobs()
 
 
 class PostgresAuth(ValuesModel):

@@ -90,6 +90,18 @@ affinity:
 {{- else }}{{ default "default" $sa.name }}{{ end }}
 {{- end }}
 
+{{- define "floe.runWorker.serviceAccountName" -}}
+{{- $sa := .Values.dagster.stepJobs.serviceAccount }}
+{{- if $sa.create }}{{ default (include "floe.componentName" (list . "run-worker")) $sa.name }}
+{{- else }}{{ default "default" $sa.name }}{{ end }}
+{{- end }}
+
+{{- /* Run pods: the run worker's identity when they launch step Jobs, else the dagster one (no token). */}}
+{{- define "floe.runPod.serviceAccountName" -}}
+{{- if .Values.dagster.stepJobs.enabled }}{{ include "floe.runWorker.serviceAccountName" . }}
+{{- else }}{{ include "floe.dagster.serviceAccountName" . }}{{ end }}
+{{- end }}
+
 {{- define "floe.operator.serviceAccountName" -}}
 {{- $sa := .Values.operator.serviceAccount }}
 {{- if $sa.create }}{{ default (include "floe.componentName" (list . "operator")) $sa.name }}

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +55,18 @@ from floe_platform.usage.tags import OOM_TAG, resource_tags
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
 _NOT_FOUND = 404
+STEP_EXECUTOR_NAME = "floe_k8s"
+"""Name of ``floe_platform.dagster.executor``'s executor, as recorded in a run's execution plan."""
+STEP_JOBS_SWITCH = "dagster.stepJobs.enabled"
+"""The chart value that gives run pods an API token and a Role to launch step Jobs."""
+# Run pods of the step executor call the Kubernetes API; the profiles' PodTemplates switch the token off.
+_API_TOKEN_LAYER = K8sContainerContext(
+    run_k8s_config=UserDefinedDagsterK8sConfig(pod_spec_config={"automountServiceAccountToken": True})
+)
+
+
+class StepJobsDisabledError(Exception):
+    """A run uses the step executor, but run pods may not call the Kubernetes API on this platform."""
 
 
 @dataclass(frozen=True)
@@ -85,19 +97,32 @@ def profile_launch(
     Layers, lowest first: the launcher's own config, the profile's PodTemplate, then ``user_layers`` (the
     code location's container context and the run's ``dagster-k8s/config`` tag, already validated).
     """
-    template = resolved.template
     launcher_layer = K8sContainerContext.create_for_run(
         run._replace(job_code_origin=None), launcher, include_run_tags=False
     )
+    launch = layer_on_profile(launcher_layer, resolved, user_layers)
+    container_config = dict(launch.container_context.run_k8s_config.container_config)
+    # Right-sizing: dagster-k8s passes the run worker as `args`; a command a higher layer set is kept.
+    container_config.setdefault("command", list(RUN_WORKER_COMMAND))
+    settled = launch.container_context.run_k8s_config._replace(container_config=container_config)
+    return replace(launch, container_context=launch.container_context._replace(run_k8s_config=settled))
+
+
+def layer_on_profile(
+    base: K8sContainerContext, resolved: ResolvedProfile, user_layers: K8sContainerContext
+) -> ProfileLaunch:
+    """``base``, then the profile's PodTemplate, then ``user_layers``, merged, with DUCKDB_* settled.
+
+    The one merge of run pods (``profile_launch``) and step pods (``floe_platform.dagster.executor``).
+    """
+    template = resolved.template
     profile_layer = K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(template)))
-    merged = launcher_layer.merge(profile_layer).merge(user_layers)
+    merged = base.merge(profile_layer).merge(user_layers)
     container_config = dict(merged.run_k8s_config.container_config)
     env, recomputed = settle_env(container_config, template)
     container_config["env"] = env
     resources = container_config.get("resources") or {}
     limits, requests = dict(resources.get("limits") or {}), dict(resources.get("requests") or {})
-    # Right-sizing: dagster-k8s passes the run worker as `args`; a command a higher layer set is kept.
-    container_config.setdefault("command", list(RUN_WORKER_COMMAND))
     settled = merged.run_k8s_config._replace(container_config=container_config)
     return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, requests, recomputed)
 
@@ -195,6 +220,8 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         profile_source: str = "api",
         profile_dir: str | None = None,
         profile_cache_seconds: int = 30,
+        *,
+        step_jobs: bool = False,
         **k8s_launcher_config: Any,
     ) -> None:
         super().__init__(**k8s_launcher_config)
@@ -204,6 +231,7 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             raise ValueError("run_launcher.config.profile_dir: required when profile_source is 'file'")
         self.platform_name = platform_name
         self.default_profile = default_profile
+        self.step_jobs = step_jobs
         self.templates = TemplateStore(
             source=profile_source,
             namespace=self.job_namespace,
@@ -222,17 +250,20 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             "profile_source": Field(StringSource, is_required=False, default_value="api"),
             "profile_dir": Field(Noneable(StringSource), is_required=False, default_value=None),
             "profile_cache_seconds": Field(IntSource, is_required=False, default_value=30),
+            "step_jobs": Field(bool, is_required=False, default_value=False),
         }
 
     # Launch: resolve the profile first, so an unknown one fails before any Job exists.
 
     def launch_run(self, context: LaunchRunContext) -> None:
+        self.check_step_jobs(context.dagster_run)
         launch = self.plan_launch(context.dagster_run)
         super().launch_run(context)
         if launch is not None:
             self._record_profile(context.dagster_run, launch)
 
     def resume_run(self, context: ResumeRunContext) -> None:
+        self.check_step_jobs(context.dagster_run)
         launch = self.plan_launch(context.dagster_run)
         super().resume_run(context)
         if launch is not None:
@@ -255,8 +286,10 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         # The job snapshot is read (and deserialized) only when the run tag does not already decide.
         job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
         choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
-        if choice is None:
-            return None
+        return None if choice is None else self.resolve_choice(choice)
+
+    def resolve_choice(self, choice: ProfileChoice) -> ResolvedProfile:
+        """``choice`` with its PodTemplate; ``ProfileError`` naming the available profiles if it has none."""
         name = template_name(self.platform_name, choice.name)
         template = self.templates.get(name)
         if template is None:
@@ -273,8 +306,28 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         snapshot = self._instance.get_job_snapshot(run.job_snapshot_id) if run.job_snapshot_id else None
         if snapshot is None:
             return {}, {}
+        if self.uses_step_executor(run):  # ops' tags choose their step pods' profiles, not the run pod's
+            return snapshot.tags or {}, {}
         op_tags = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
         return snapshot.tags or {}, op_tags
+
+    def uses_step_executor(self, run: DagsterRun) -> bool:
+        """Whether the run executes with ``floe_platform.dagster.executor`` (one Job per step)."""
+        if not run.execution_plan_snapshot_id:
+            return False
+        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        return plan is not None and plan.executor_name == STEP_EXECUTOR_NAME
+
+    def check_step_jobs(self, run: DagsterRun) -> None:
+        """Fail the launch of a step-executor run on a platform whose run pods may not launch Jobs."""
+        if self.step_jobs or not self.uses_step_executor(run):
+            return
+        raise StepJobsDisabledError(
+            f"Job {run.job_name!r} uses the executor {STEP_EXECUTOR_NAME!r}, which launches each step as its "
+            "own Kubernetes Job from the run pod, but run pods here have no Kubernetes API access: set the "
+            f"chart value {STEP_JOBS_SWITCH}=true (run launcher config step_jobs: true), or give the job "
+            "another executor."
+        )
 
     def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
         """The same context ``launch_run`` gives the run pod, for every caller (launch, health, terminate)."""
@@ -288,9 +341,12 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
                 "Profile of run %s no longer exists; using the launcher's config", dagster_run.run_id
             )
             launch = None
-        if launch is None:
-            return super().get_container_context_for_run(dagster_run)
-        return launch.container_context
+        context = (
+            super().get_container_context_for_run(dagster_run) if launch is None else launch.container_context
+        )
+        if self.step_jobs and self.uses_step_executor(dagster_run):
+            return context.merge(_API_TOKEN_LAYER)
+        return context
 
     def _record_profile(self, run: DagsterRun, launch: ProfileLaunch) -> None:
         choice = launch.resolved.choice
@@ -335,23 +391,23 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         """One sentence when a pod of this run's Job was OOMKilled, else None."""
         namespace = super().get_container_context_for_run(run).namespace
         job_name = _job_name(run.run_id, resume_attempt_number=self._get_resume_attempt_number(run))
-        try:
-            pods = self._api_client.core_api.list_namespaced_pod(
-                namespace, label_selector=f"job-name={job_name}"
-            )
-        except kubernetes.client.ApiException:
-            # No pod access must not break run monitoring: the stock message still goes out.
-            LOGGER.warning(
-                "Could not list the pods of Job %s to look for an OOM kill", job_name, exc_info=True
-            )
-            return None
-        for pod in pods.items:
-            # Filtered here as well: the selector is a server-side convenience, not a guarantee.
-            if (pod.metadata.labels or {}).get("job-name") != job_name:
-                continue
-            if _was_oom_killed(pod):
-                return _oom_sentence(pod, run)
+        pod = oom_killed_pod(self._api_client.core_api, namespace, job_name)
+        return None if pod is None else _oom_sentence(pod, run)
+
+
+def oom_killed_pod(core_api: Any, namespace: str | None, job_name: str) -> Any | None:
+    """A pod of Job ``job_name`` that was OOMKilled, else None (also when the pods cannot be listed)."""
+    try:
+        pods = core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+    except kubernetes.client.ApiException:
+        # No pod access must not break run monitoring: the stock message still goes out.
+        LOGGER.warning("Could not list the pods of Job %s to look for an OOM kill", job_name, exc_info=True)
         return None
+    for pod in pods.items:
+        # Filtered here as well: the selector is a server-side convenience, not a guarantee.
+        if (pod.metadata.labels or {}).get("job-name") == job_name and _was_oom_killed(pod):
+            return pod
+    return None
 
 
 def _was_oom_killed(pod: Any) -> bool:
@@ -364,17 +420,23 @@ def _was_oom_killed(pod: Any) -> bool:
 
 
 def _oom_sentence(pod: Any, run: DagsterRun) -> str:
-    profile = run.tags.get(PROFILE_TAG)
-    memory = run.tags.get(MEMORY_LIMIT_TAG) or _pod_memory_limit(pod) or "unknown"
+    return oom_sentence(pod, run.tags.get(PROFILE_TAG), run.tags.get(MEMORY_LIMIT_TAG))
+
+
+def oom_sentence(
+    pod: Any, profile: str | None, memory: str | None, worker: str = "Run worker", tag: str = "run tag"
+) -> str:
+    """The one sentence of an OOM kill: the pod, its memory limit and profile, and how to fix it."""
+    memory = memory or _pod_memory_limit(pod) or "unknown"
     if profile is None:
         return (
-            f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than its memory limit {memory}; "
-            f"run it on a larger resource profile with the run tag {PROFILE_TAG}."
+            f"{worker} pod {pod.metadata.name} was OOMKilled: it used more than its memory limit {memory}; "
+            f"run it on a larger resource profile with the {tag} {PROFILE_TAG}."
         )
     return (
-        f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than the memory limit {memory} of "
+        f"{worker} pod {pod.metadata.name} was OOMKilled: it used more than the memory limit {memory} of "
         f"resource profile {profile!r}; raise limits.memory of {profile!r} in platform.yaml, run it on a "
-        f"larger profile with the run tag {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills "
+        f"larger profile with the {tag} {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills "
         "sooner."
     )
 
