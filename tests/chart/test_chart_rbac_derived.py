@@ -16,7 +16,10 @@ own ServiceAccount token, is the control-plane tier's job; this test needs no cl
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +28,22 @@ from typing import Any
 import dagster as dg
 import kubernetes
 import pytest
+import yaml
 from chart_render import CI_DIR, CI_NAMES, NAMESPACE, Rendered, render
 from dagster._core.code_pointer import FileCodePointer
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.execution.api import execute_run
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+from dagster._utils.interrupts import capture_interrupts
 from dagster_k8s.job import get_job_name_from_run_id
 
 from floe_platform.api import platform_resource
 from floe_platform.config import load_platform_text
+from floe_platform.dagster.executor import profile_k8s_job_executor
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from testkit.emulator import EmulatedCluster
@@ -238,6 +246,156 @@ def test_run_launcher_role_grants_exactly_what_every_run_path_uses(
         drive_every_launcher_path(paths)
         print(f"{values}: launcher used {_describe(paths.identity.needed())}")
         assert_granted_exactly_what_was_used(paths.identity)
+
+
+# The run worker of the step executor (dagster.stepJobs.enabled) ----------------------------------------
+
+RUN_WORKER_TOKEN = "run-worker-service-account-token"
+STEP_JOBS_VALUES = [
+    name
+    for name in CI_NAMES
+    if (yaml.safe_load((CI_DIR / f"{name}-values.yaml").read_text()) or {})
+    .get("dagster", {})
+    .get("stepJobs", {})
+    .get("enabled")
+]
+
+
+@dg.op(tags={PROFILE_TAG: "small"})
+def oom_step() -> None:
+    """Never executed: its Job is failed by the test, as the Job controller would fail it."""
+
+
+@dg.op(tags={PROFILE_TAG: "small"})
+def cancelled_step() -> None:
+    """Never executed: the run is terminated while its Job is active."""
+
+
+@dg.op(tags={PROFILE_TAG: "huge"})
+def unknown_profile_step() -> None:
+    """Never launched."""
+
+
+@dg.job(executor_def=profile_k8s_job_executor)
+def step_job() -> None:
+    oom_step()
+    cancelled_step()
+    unknown_profile_step()
+
+
+def _step_job_names(batch: Any, run_id: str) -> dict[str, str]:
+    jobs = batch.list_namespaced_job(NAMESPACE).items
+    return {
+        job.metadata.labels["dagster/op"]: job.metadata.name
+        for job in jobs
+        if job.metadata.labels.get("dagster/run-id") == run_id
+    }
+
+
+def drive_every_step_path(cluster: EmulatedCluster, instance: dg.DagsterInstance) -> None:
+    """The run worker's real ``execute_run`` on the main thread; this thread plays the Job controller and
+    kubelet (an OOM kill of one step) and then terminates the run as Kubernetes does: SIGTERM to the run
+    worker, which the executor forwards to the step still running by deleting its Job."""
+    recon = ReconstructableJob.for_file(__file__, "step_job")
+    run = instance.create_run_for_job(
+        job_def=recon.get_definition(), job_code_origin=recon.get_python_origin()
+    )
+    batch = kubernetes.client.BatchV1Api(cluster.api_client())
+    core = kubernetes.client.CoreV1Api(cluster.api_client())
+    errors: list[BaseException] = []
+
+    def job_controller() -> None:
+        try:
+            names = eventually(
+                lambda: (
+                    _step_job_names(batch, run.run_id)
+                    if len(_step_job_names(batch, run.run_id)) == 2
+                    else None
+                ),
+                timeout=60,
+            )
+            oom_job = names["oom_step"]
+            batch.patch_namespaced_job_status(names["cancelled_step"], NAMESPACE, {"status": {"active": 1}})
+            batch.patch_namespaced_job_status(oom_job, NAMESPACE, {"status": {"failed": 1}})
+            pod = f"{oom_job}-abcde"
+            core.create_namespaced_pod(
+                NAMESPACE,
+                {
+                    "metadata": {"name": pod, "labels": {"job-name": oom_job}},
+                    "spec": {
+                        "containers": [
+                            {"name": "dagster", "image": IMAGE, "resources": {"limits": {"memory": "2Gi"}}}
+                        ]
+                    },
+                },
+            )
+            container = {
+                "name": "dagster",
+                "image": IMAGE,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+            core.patch_namespaced_pod_status(
+                pod, NAMESPACE, {"status": {"phase": "Failed", "containerStatuses": [container]}}
+            )
+            eventually(
+                lambda: (
+                    True if instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)[1:] else None
+                ),
+                timeout=60,
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as error:
+            errors.append(error)
+
+    controller = threading.Thread(target=job_controller, daemon=True)
+    controller.start()
+    with capture_interrupts():
+        execute_run(recon, run, instance)
+    controller.join(10)
+    assert not errors, errors
+    failures = {
+        record.dagster_event.step_key: str(record.dagster_event.step_failure_data.error)
+        for record in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if record.dagster_event is not None
+    }
+    assert "Step worker pod" in failures["oom_step"]
+    assert "Available profiles: small" in failures["unknown_profile_step"]
+    assert "cancelled_step" not in _step_job_names(batch, run.run_id)  # terminated: its Job deleted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("values", STEP_JOBS_VALUES)
+def test_run_worker_role_grants_exactly_what_the_step_executor_uses(
+    values: str, kube_cluster: EmulatedCluster, tmp_path: Path
+) -> None:
+    """Launch steps (one with an unknown profile), step health with an OOM kill, terminate, as the chart's
+    run-worker ServiceAccount, through the run launcher of the chart's dagster.yaml as a run pod loads it."""
+    release = render([CI_DIR / f"{values}-values.yaml"])
+    gate = RbacGate()
+    identity = gate.add(RUN_WORKER_TOKEN, NAMESPACE, _service_account(release, "run-worker"), release.docs)
+    kube_cluster.emulator.fault_hook = gate
+    kube_cluster.emulator.honour_label_selectors = True
+    config = dict(release.dagster_yaml()["run_launcher"]["config"])
+    assert config["step_jobs"] is True
+    config.update(load_incluster_config=False)
+    config["kubeconfig_file"] = str(
+        kube_cluster.write_kubeconfig(tmp_path / "rw.kubeconfig", RUN_WORKER_TOKEN)
+    )
+    core = kubernetes.client.CoreV1Api(kube_cluster.api_client())
+    for template in render_pod_templates(load_platform_text(PROFILES), config["platform_name"], NAMESPACE):
+        core.create_namespaced_pod_template(NAMESPACE, template)
+    launcher = {
+        "module": "floe_platform.dagster.launcher",
+        "class": "ProfileK8sRunLauncher",
+        "config": config,
+    }
+    with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
+        drive_every_step_path(kube_cluster, instance)
+    print(f"{values}: run worker used {_describe(identity.needed())}")
+    assert_granted_exactly_what_was_used(identity)
 
 
 # The operator ------------------------------------------------------------------------------------------

@@ -220,7 +220,8 @@ def _step_failures(instance: dg.DagsterInstance, run: DagsterRun) -> dict[str, s
     failures = {}
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
-        assert event is not None and event.step_key is not None
+        assert event is not None
+        assert event.step_key is not None
         error = event.step_failure_data.error
         failures[event.step_key] = error.message if error else event.message or ""
     return failures
