@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd  # type: ignore[import-untyped]
 
 from floe_demo import data
+from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.dagster.resources import FloeDuckDBResource, current_settings
 
 PARTITION_START = "2024-01-01"
@@ -106,13 +107,28 @@ def python_duckdb_settings(
     context: dg.AssetExecutionContext, duckdb: FloeDuckDBResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     """What DuckDB really runs with in a Python asset: proves the profile's DUCKDB_* settings reached it."""
+    settings = _record_duckdb_settings(duckdb, "ops.python_duckdb_settings")
+    context.log.info("DuckDB settings in this run: %s", settings)
+    return dg.MaterializeResult(metadata=settings)
+
+
+@dg.asset(group_name="per_step", kinds={"python", "duckdb"}, op_tags={PROFILE_TAG: "small"})
+def small_step_duckdb_settings(
+    context: dg.AssetExecutionContext, duckdb: FloeDuckDBResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """A light Python step of ``per_step_job``: its own pod on the `small` profile records what DuckDB
+    runs with there (the dbt step of the same run gets the `transform` profile's settings)."""
+    settings = _record_duckdb_settings(duckdb, "ops.small_step_duckdb_settings")
+    context.log.info("DuckDB settings in this step: %s", settings)
+    return dg.MaterializeResult(metadata=settings)
+
+
+def _record_duckdb_settings(duckdb: FloeDuckDBResource, table: str) -> dict[str, str]:
     with duckdb.get_connection() as conn:
         settings = current_settings(conn, ["memory_limit", "threads", "temp_directory"])
         conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
         conn.execute(
-            "CREATE OR REPLACE TABLE ops.python_duckdb_settings AS "
-            "SELECT ? AS memory_limit, ? AS threads, ? AS temp_directory",
+            f"CREATE OR REPLACE TABLE {table} AS SELECT ? AS memory_limit, ? AS threads, ? AS temp_directory",
             [settings["memory_limit"], settings["threads"], settings["temp_directory"]],
         )
-    context.log.info("DuckDB settings in this run: %s", settings)
-    return dg.MaterializeResult(metadata=settings)
+    return settings

@@ -1,7 +1,9 @@
 """The demo code location: `dagster code-server start -m floe_demo.definitions` serves ``defs``.
 
 Bronze Python assets -> dbt silver and gold models, plus partitioned assets, one column-selecting asset and
-two assets that record the DuckDB settings they really ran with. The warehouse is ``DUCKDB_DATABASE``.
+assets that record the DuckDB settings they really ran with. ``main_job`` runs in one pod on `transform`;
+``per_step_job`` runs each step in its own pod, on the profile its op tag names. The warehouse is
+``DUCKDB_DATABASE``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from floe_demo import assets
 from floe_demo.project import dbt_executable, dbt_project
 from floe_demo.transform import dbt_models
+from floe_platform.dagster.executor import profile_k8s_job_executor
 from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource
 
 DEFAULT_WAREHOUSE = "/tmp/floe-warehouse.duckdb"
@@ -53,11 +56,20 @@ main_job = dg.define_asset_job(
     op_retry_policy=dg.RetryPolicy(max_retries=3),
     description="Bronze Python assets, then the dbt silver and gold models (on the transform profile).",
 )
+# Per-step profiles: each step its own Job and pod, the light Python step on `small`, dbt on `transform`
+# (their op tags). Needs the chart value dagster.stepJobs.enabled; the bronze tables come from main_job.
+PER_STEP_ASSETS = [assets.small_step_duckdb_settings]
+per_step_job = dg.define_asset_job(
+    "per_step_job",
+    selection=dg.AssetSelection.assets(*PER_STEP_ASSETS, dbt_models),
+    executor_def=profile_k8s_job_executor,
+    description="A light Python step on the small profile and the dbt models on transform, one pod each.",
+)
 daily_schedule = dg.ScheduleDefinition(job=main_job, cron_schedule="0 6 * * *")
 
 defs = dg.Definitions(
-    assets=[*UNPARTITIONED_ASSETS, *PARTITIONED_ASSETS],
-    jobs=[main_job],
+    assets=[*UNPARTITIONED_ASSETS, *PER_STEP_ASSETS, *PARTITIONED_ASSETS],
+    jobs=[main_job, per_step_job],
     schedules=[daily_schedule],
     resources=build_resources(),
 )

@@ -75,9 +75,15 @@ def materialize_all(
     from floe_demo.rightsizing import measured_materialize
 
     resources = definitions.build_resources(str(warehouse), scale)
-    all_assets = [*definitions.UNPARTITIONED_ASSETS, *definitions.PARTITIONED_ASSETS]
+    all_assets = [
+        *definitions.UNPARTITIONED_ASSETS,
+        *definitions.PER_STEP_ASSETS,
+        *definitions.PARTITIONED_ASSETS,
+    ]
     plans: list[tuple[str, Sequence[Any], str | None]] = [
-        ("bronze assets and dbt models", definitions.UNPARTITIONED_ASSETS, None)
+        ("bronze assets and dbt models", definitions.UNPARTITIONED_ASSETS, None),
+        # per_step_job's own Python step (in-process here: one process, one set of DUCKDB_* values)
+        ("the per-step job's light Python step", definitions.PER_STEP_ASSETS, None),
     ]
     for partitioned in definitions.PARTITIONED_ASSETS:
         partitions = partitioned.partitions_def
