@@ -399,7 +399,7 @@ def oom_killed_pod(core_api: Any, namespace: str | None, job_name: str) -> Any |
     """A pod of Job ``job_name`` that was OOMKilled, else None (also when the pods cannot be listed)."""
     try:
         pods = core_api.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
-    except kubernetes.client.ApiException:
+    except Exception:  # ApiException, urllib3 connection errors and timeouts alike
         # No pod access must not break run monitoring: the stock message still goes out.
         LOGGER.warning("Could not list the pods of Job %s to look for an OOM kill", job_name, exc_info=True)
         return None
