@@ -88,6 +88,27 @@ def test_run_service_account_is_bound_to_the_launchers_role(default_release: Ren
     assert launcher["service_account_name"] == account
 
 
+def test_step_jobs_switch_is_off_by_default_and_adds_the_run_workers_identity_when_on(
+    default_release: Rendered, rendered_matrix: dict[str, Rendered]
+) -> None:
+    """Off: no run-worker objects, run pods keep the dagster ServiceAccount (no token). On (three-profiles):
+    run pods get the run-worker ServiceAccount bound to its own Role; its rules are derived from the step
+    executor's calls in test_chart_rbac_derived.py."""
+    off = default_release.dagster_yaml()["run_launcher"]["config"]
+    assert off["step_jobs"] is False
+    assert not any(
+        default_release.has(kind, "run-worker") for kind in ("ServiceAccount", "Role", "RoleBinding")
+    )
+    release = rendered_matrix["three-profiles"]
+    on = release.dagster_yaml()["run_launcher"]["config"]
+    account = release.named("ServiceAccount", "run-worker")["metadata"]["name"]
+    binding = release.named("RoleBinding", "run-worker")
+    assert on["step_jobs"] is True
+    assert on["service_account_name"] == account
+    assert binding["roleRef"]["name"] == release.named("Role", "run-worker")["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == account
+
+
 def test_pods_that_never_call_the_api_get_no_token(release: Rendered) -> None:
     for doc, pod in release.workloads():
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]

@@ -365,8 +365,8 @@ def test_run_health_follows_the_job_the_job_controller_reports(deploy: Any) -> N
 
 @pytest.mark.slow
 def test_debug_info_describes_the_pods_or_else_the_job(deploy: Any) -> None:
-    """With a pod (kcm made it, kwok ran it): per-pod debug info and the kubectl hint for the pod. A
-    suspended Job has no pod: the Job's debug info and the hint for the Job."""
+    """With a pod (kcm made it, kwok ran it): per-pod debug info and the kubectl hint for the pod. A Job
+    whose pod the ResourceQuota refuses has none: the Job's debug info and the hint for the Job."""
     deployment = deploy()
     long = {"pod_template_spec_metadata": {"annotations": {"floe.dev/test-run-duration": "120s"}}}
     with_pod = deployment.launch({"dagster-k8s/config": json.dumps(long)})
@@ -377,11 +377,17 @@ def test_debug_info_describes_the_pods_or_else_the_job(deploy: Any) -> None:
     assert f"`kubectl describe job {job_name}` in your cluster." in info
     assert "try running `kubectl describe pod " in info
 
-    suspended = deployment.launch({"dagster-k8s/config": json.dumps({"job_spec_config": {"suspend": True}})})
-    suspended_name = get_job_name_from_run_id(suspended.run_id)
-    info = deployment.launcher.get_run_worker_debug_info(suspended, include_container_logs=False)
-    assert f"Debug information for job {suspended_name}:" in info
-    hint = f"try running `kubectl describe job {suspended_name}` in your cluster."
+    # kube-apiserver's ResourceQuota admission refuses every further pod: the next Job never gets one.
+    quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    kubernetes.client.CoreV1Api(deployment.admin).create_namespaced_resource_quota(
+        deployment.namespace, quota
+    )
+    podless = deployment.launch()
+    deployment.job_status(podless, "startTime")
+    podless_name = get_job_name_from_run_id(podless.run_id)
+    info = deployment.launcher.get_run_worker_debug_info(podless, include_container_logs=False)
+    assert f"Debug information for job {podless_name}:" in info
+    hint = f"try running `kubectl describe job {podless_name}` in your cluster."
     assert info.endswith(f"For more information about the failure, {hint}")
 
 
