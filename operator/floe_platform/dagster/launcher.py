@@ -15,6 +15,11 @@ The profile is chosen by the run tag ``floe/resource-profile``, else the job's t
 run's assets (``op_tags``), else ``default_profile``. An unknown profile fails the launch before any Job
 is created, with the list of profiles that exist. A run pod killed for memory fails the run with one
 sentence naming the profile and its limit (hooked into run-worker health checks and debug info).
+
+Runs of ``floe_platform.dagster.executor`` (one Job per step) need ``step_jobs: true`` (the chart's
+``dagster.stepJobs.enabled``): their run pods then get the API token the profiles switch off, and their ops'
+tags choose their steps' profiles, not the run pod's. Without it such a run fails its launch, naming the
+switch.
 """
 
 from __future__ import annotations
