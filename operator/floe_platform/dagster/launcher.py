@@ -60,6 +60,7 @@ from floe_platform.usage.tags import OOM_TAG, resource_tags
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
 _NOT_FOUND = 404
+_PLAN_CACHE_SIZE = 1024
 STEP_EXECUTOR_NAME = "floe_k8s"
 """Name of ``floe_platform.dagster.executor``'s executor, as recorded in a run's execution plan."""
 STEP_JOBS_SWITCH = "dagster.stepJobs.enabled"
@@ -237,6 +238,8 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         self.platform_name = platform_name
         self.default_profile = default_profile
         self.step_jobs = step_jobs
+        # Execution plan snapshot id -> runs with the step executor; ids are content hashes, never stale.
+        self._step_executor_plans: dict[str, bool] = {}
         self.templates = TemplateStore(
             source=profile_source,
             namespace=self.job_namespace,
@@ -318,10 +321,17 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
 
     def uses_step_executor(self, run: DagsterRun) -> bool:
         """Whether the run executes with ``floe_platform.dagster.executor`` (one Job per step)."""
-        if not run.execution_plan_snapshot_id:
+        snapshot_id = run.execution_plan_snapshot_id
+        if not snapshot_id:
             return False
-        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-        return plan is not None and plan.executor_name == STEP_EXECUTOR_NAME
+        known = self._step_executor_plans.get(snapshot_id)
+        if known is None:  # one storage read per job version, not per launch or health check
+            plan = self._instance.get_execution_plan_snapshot(snapshot_id)
+            known = plan is not None and plan.executor_name == STEP_EXECUTOR_NAME
+            if len(self._step_executor_plans) >= _PLAN_CACHE_SIZE:
+                self._step_executor_plans.clear()
+            self._step_executor_plans[snapshot_id] = known
+        return known
 
     def check_step_jobs(self, run: DagsterRun) -> None:
         """Fail the launch of a step-executor run on a platform whose run pods may not launch Jobs."""
