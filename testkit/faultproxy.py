@@ -37,7 +37,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from testkit.controlplane.cluster import ControlPlane, kubeconfig_text, service_account_token
 from testkit.controlplane.pki import CertificateAuthority
 from testkit.emulator import FaultHook
-from testkit.faults import status_body
+from testkit.faults import ConnectionReset, LostAnswer, status_body
+from testkit.ports import free_port
 from testkit.rbac import RequestAttributes, request_attributes
 
 T = TypeVar("T")
@@ -124,11 +125,13 @@ class ProxiedRequest:
 
 @dataclass
 class Exchange:
-    """One request the proxy saw and what became of it: the upstream status, or the injected one."""
+    """One request the proxy saw and what became of it: the upstream status, or the injected one (None for
+    a reset connection)."""
 
     request: ProxiedRequest
     status: int | None = None
     injected: bool = False
+    served: int | None = None  # the server's status for a request whose answer was lost on the way back
 
 
 @dataclass
@@ -183,10 +186,9 @@ class FaultProxy:
             app, access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=2
         )
         await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._serving_tls())
+        port = free_port()
+        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self._serving_tls())
         await site.start()
-        sockets = site._server.sockets if site._server else ()  # aiohttp exposes the bound port only here
-        port: int = sockets[0].getsockname()[1]
         return port
 
     async def _shut_down(self) -> None:
@@ -238,10 +240,27 @@ class FaultProxy:
         self.exchanges.append(exchange)
         if self.fault_hook is not None:
             injected = await self.fault_hook(proxied)
+            if isinstance(injected, LostAnswer):
+                await self._serve_unseen(request, exchange)
             if injected is not None:
-                exchange.status, exchange.injected = injected.status, True
+                exchange.injected = True
+                exchange.status = None if isinstance(injected, ConnectionReset) else injected.status
                 return injected
         return await self._forward(request, exchange)
+
+    async def _serve_unseen(self, request: aiohttp.web.Request, exchange: Exchange) -> None:
+        """Let the server act on the request and read its whole answer, which the client will never get."""
+        assert self._session is not None
+        body = await request.read()
+        async with self._session.request(
+            request.method,
+            self.plane.server + request.raw_path,
+            headers=_end_to_end(request.headers),
+            data=body if body else None,
+            allow_redirects=False,
+        ) as upstream:
+            await upstream.read()
+            exchange.served = upstream.status
 
     async def _forward(self, request: aiohttp.web.Request, exchange: Exchange) -> aiohttp.web.StreamResponse:
         assert self._session is not None

@@ -82,10 +82,15 @@ class ConnectionReset(aiohttp.web.StreamResponse):
         raise ConnectionResetError("connection reset (injected)")
 
 
+class LostAnswer(ConnectionReset):
+    """The request is served, then the connection is reset before the answer arrives: the client cannot
+    tell whether its write happened. Only the fault proxy forwards first; the emulator resets at once."""
+
+
 @dataclass
 class Rule:
-    """Answer matching requests with ``status`` (or an expired watch, or a reset connection), after
-    ``delay`` seconds. With none of them the request is served normally, late."""
+    """Answer matching requests with ``status`` (or an expired watch, a reset connection, or a lost answer),
+    after ``delay`` seconds. With none of them the request is served normally, late."""
 
     name: str
     actions: frozenset[str]
@@ -93,10 +98,21 @@ class Rule:
     status: int | None = None
     expire_watch: bool = False
     reset: bool = False
+    lose_answer: bool = False
     delay: float = 0.0
     times: int = 1
     every: int = 1
     seen: int = 0
+
+    def answer(self) -> aiohttp.web.StreamResponse | None:
+        """What to answer instead of the server; None: serve it (late, when ``delay`` is set)."""
+        if self.expire_watch:
+            return expired_watch_response()
+        if self.reset:
+            return ConnectionReset()
+        if self.lose_answer:
+            return LostAnswer()
+        return None if self.status is None else error_response(self.status)
 
     def matches(self, request: Any) -> bool:
         resource = request.resource
@@ -121,13 +137,7 @@ class FaultPlan:
             self.fired[rule.name] += 1
             if rule.delay:
                 await asyncio.sleep(rule.delay)
-            if rule.expire_watch:
-                return expired_watch_response()
-            if rule.reset:
-                return ConnectionReset()
-            if rule.status is not None:
-                return error_response(rule.status)
-            return None  # only slow: serve it normally, late
+            return rule.answer()
         return None
 
 

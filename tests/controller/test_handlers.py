@@ -78,12 +78,3 @@ def test_resync_does_not_raise_on_a_transient_error(kube_cluster: EmulatedCluste
     FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 500)
     patch = run_sync(kube_cluster, body(production_cr("prod")), retry=None)
     assert patch["status"]["conditions"][1]["reason"] == "Retrying"
-
-
-def test_permanent_error_ends_in_a_clear_status(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
-    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 403)
-    patch = run_sync(kube_cluster, body(production_cr("prod")))
-    ready = patch["status"]["conditions"][0]
-    assert (ready["status"], ready["reason"]) == ("False", "ApiError")
-    assert "list PodTemplates in floe: HTTP 403" in ready["message"]
-    assert [reason for reason, _ in posted] == ["ApiError"]

@@ -12,7 +12,7 @@ import pytest
 
 from floe_platform.config import ConfigError, parse_platform
 from floe_platform.config.quantity import parse_quantity
-from floe_platform.controller.client import PermanentApiError, TransientApiError, reconcile
+from floe_platform.controller.client import TransientApiError, reconcile
 from floe_platform.controller.plan import PlatformRef, desired_templates, in_sync
 from floe_platform.controller.status import (
     api_error_status,
@@ -169,13 +169,6 @@ def test_server_errors_and_conflicts_are_transient_and_a_retry_converges(
     reconcile(core, changed)
     assert_matches_renderer(templates(core, "prod"), changed)
     assert faults.served == [("CREATE", "podtemplates", 500), ("UPDATE", "podtemplates", 409)]
-
-
-def test_forbidden_is_a_permanent_error(kube_cluster: EmulatedCluster) -> None:
-    faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next("LIST", "podtemplates", 403)
-    with pytest.raises(PermanentApiError, match="list PodTemplates in floe: HTTP 403"):
-        reconcile(core_api(kube_cluster), stored_body())
 
 
 def test_create_that_finds_the_object_already_there_patches_it(kube_cluster: EmulatedCluster) -> None:
