@@ -44,6 +44,8 @@ from testkit.platforms import floe_platform, platform_spec, profile_spec
 pytestmark = pytest.mark.slow  # a real operator process on the control plane, through injected faults
 
 CONVERGE_SECONDS = 90
+# kopf's import and start-up alone took over 60 s once, with the 2 shared cores at a load average of 20.
+START_SECONDS = 180
 RESYNC_SECONDS = 2
 WRITES = frozenset({"CREATE", "UPDATE"})
 Json = dict[str, Any]
@@ -163,7 +165,7 @@ def test_operator_converges_through_5xx_409_expired_watches_resets_lost_answers_
         ]
     )
     faulty.proxy.fault_hook = plan
-    faulty.operator.running()
+    faulty.operator.running(START_SECONDS)
     platforms = {f"team-{index}": platform_spec(3) for index in range(4)}
     faulty.create(platforms)
     # A spec change (one profile's limits) must also get through the faults.
@@ -188,7 +190,7 @@ def test_operator_converges_through_5xx_409_expired_watches_resets_lost_answers_
 def test_injected_500_and_409_on_template_patches_are_retried_until_the_state_converges(
     faulty: Faulty,
 ) -> None:
-    faulty.operator.running()
+    faulty.operator.running(START_SECONDS)
     platforms = {"faults": platform_spec(2)}
     faulty.create(platforms)
     faulty.assert_converges(platforms)
@@ -203,7 +205,7 @@ def test_injected_500_and_409_on_template_patches_are_retried_until_the_state_co
 def test_resync_of_an_unchanged_platform_makes_no_podtemplate_request(faulty: Faulty) -> None:
     """The resync compares against the operator's watch-fed index, so a steady state costs no request at
     all: not a write (the stored resourceVersions stay) and not a read (the proxy sees every request)."""
-    faulty.operator.running()
+    faulty.operator.running(START_SECONDS)
     platforms = {"steady": platform_spec(3)}
     faulty.create(platforms)
     faulty.assert_converges(platforms)
@@ -230,7 +232,7 @@ def test_a_write_the_role_does_not_allow_ends_in_an_api_error_status_and_a_warni
         if "podtemplates" in rule["resources"]:
             rule["verbs"] = [verb for verb in rule["verbs"] if verb != "create"]
     faulty.admin.request("PUT", role_path, role)
-    faulty.operator.running()
+    faulty.operator.running(START_SECONDS)
     faulty.create({"refused": platform_spec(1)})
 
     def refused() -> Json | None:
