@@ -58,7 +58,9 @@ _MISSING = object()
 FaultHook = Callable[[Any], Awaitable["aiohttp.web.StreamResponse | None"]]
 """Called with each kmock request before the emulator serves it: return a response to answer with instead
 (the request then changes nothing, as a request the API server refused), or None to serve it normally.
-It may sleep first to make the answer slow. Used by the fault tests for 5xx, 409, 410 and slow responses."""
+It may sleep first to make the answer slow. Used by ``testkit.rbac_gate`` (403 for what a Role does not
+allow). The fault tests (5xx, 409, 410, resets, slow answers) run on the real kube-apiserver through
+``testkit.faultproxy``, which calls the same kind of hook."""
 
 
 class ApiServerEmulator(kmock.KubernetesEmulator):

@@ -1,7 +1,11 @@
-"""Faults for the emulator's ``fault_hook``: answer chosen requests with an error, an expired watch, or late.
+"""Faults for a ``fault_hook``: answer chosen requests with an error, an expired watch, late, or not at all.
 
 ``FaultPlan`` fires rules a bounded number of times; ``FaultInjector`` queues statuses for the next requests
-of one kind. Both are hooks of the same emulator mechanism (``ApiServerEmulator.fault_hook``).
+of one kind. Both are hooks of one mechanism with two hosts: the fault proxy in front of the real
+kube-apiserver (``testkit.faultproxy.FaultProxy.fault_hook``, where a request the hook lets through is
+forwarded to the real server) and the emulator (``ApiServerEmulator.fault_hook``). A request either host
+answers from the hook never reaches the server and changes nothing, as a request the server refused; the
+one exception is a lost answer, which the proxy lets the server serve before it drops the connection.
 
 A ``FaultPlan`` is a list of rules; each matches requests by action and resource and fires a limited
 number of times (every ``every``-th match), so that a test injects a known, bounded amount of trouble and
@@ -12,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp.web
 
-OBSERVER_HEADER = "X-Floe-Test-Observer"
 ERROR_REASONS = {
     403: "Forbidden",
     409: "Conflict",
@@ -28,13 +33,6 @@ ERROR_REASONS = {
     503: "ServiceUnavailable",
     504: "Timeout",
 }
-
-
-def observer_client(cluster: Any) -> Any:
-    """A kubernetes ApiClient for the test's own reads; the fault plan leaves its requests alone."""
-    client = cluster.api_client()
-    client.set_default_header(OBSERVER_HEADER, "1")
-    return client
 
 
 def status_body(code: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,19 +61,51 @@ def expired_watch_response() -> aiohttp.web.StreamResponse:
     return aiohttp.web.Response(text=json.dumps(event) + "\n", content_type="application/json")
 
 
+class ConnectionReset(aiohttp.web.StreamResponse):
+    """No answer at all: the connection is torn down with a TCP reset (SO_LINGER 0), as when a load balancer
+    or an API server dies mid-request. The client sees a connection error, not an HTTP status."""
+
+    async def prepare(self, request: aiohttp.web.BaseRequest) -> None:
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        raise ConnectionResetError("connection reset (injected)")
+
+
+class LostAnswer(ConnectionReset):
+    """The request is served, then the connection is reset before the answer arrives: the client cannot
+    tell whether its write happened. Only the fault proxy forwards first; the emulator resets at once."""
+
+
 @dataclass
 class Rule:
-    """Answer matching requests with ``status`` (or an expired watch), after ``delay`` seconds."""
+    """Answer matching requests with ``status`` (or an expired watch, a reset connection, or a lost answer),
+    after ``delay`` seconds. With none of them the request is served normally, late."""
 
     name: str
     actions: frozenset[str]
     plural: str
     status: int | None = None
     expire_watch: bool = False
+    reset: bool = False
+    lose_answer: bool = False
     delay: float = 0.0
     times: int = 1
     every: int = 1
     seen: int = 0
+
+    def answer(self) -> aiohttp.web.StreamResponse | None:
+        """What to answer instead of the server; None: serve it (late, when ``delay`` is set)."""
+        if self.expire_watch:
+            return expired_watch_response()
+        if self.reset:
+            return ConnectionReset()
+        if self.lose_answer:
+            return LostAnswer()
+        return None if self.status is None else error_response(self.status)
 
     def matches(self, request: Any) -> bool:
         resource = request.resource
@@ -89,8 +119,6 @@ class FaultPlan:
     fired: Counter[str] = field(default_factory=Counter)
 
     async def __call__(self, request: Any) -> aiohttp.web.StreamResponse | None:
-        if OBSERVER_HEADER in (request.headers or {}):
-            return None  # the test's own reads, which judge the final state, are never faulted
         for rule in self.rules:
             if not rule.matches(request) or self.fired[rule.name] >= rule.times:
                 continue
@@ -100,30 +128,27 @@ class FaultPlan:
             self.fired[rule.name] += 1
             if rule.delay:
                 await asyncio.sleep(rule.delay)
-            if rule.expire_watch:
-                return expired_watch_response()
-            if rule.status is not None:
-                return error_response(rule.status)
-            return None  # only slow: serve it normally, late
+            return rule.answer()
         return None
 
 
 @dataclass
 class FaultInjector:
     """Answer the next requests of one (action, plural) with the given error statuses, in order, and count
-    every request by (action, plural). Installed as the emulator's ``fault_hook``, like ``FaultPlan``, so
-    a refused request changes nothing, as on an API server that failed it. ``remove()`` uninstalls it."""
+    every request by (action, plural). Installed as the ``fault_hook`` of ``host`` (the fault proxy or the
+    emulator), like ``FaultPlan``, so a refused request changes nothing, as on an API server that failed
+    it. ``remove()`` uninstalls it."""
 
-    emulator: Any
+    host: Any
     pending: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     served: list[tuple[str, str, int]] = field(default_factory=list)
     seen: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.emulator.fault_hook = self
+        self.host.fault_hook = self
 
     def fail_next(self, action: str, plural: str, *statuses: int) -> None:
-        """``action`` is kmock's: LIST, WATCH, FETCH, CREATE, UPDATE or DELETE."""
+        """``action`` is kmock's name: LIST, WATCH, FETCH, CREATE, UPDATE (PUT and PATCH) or DELETE."""
         self.pending.setdefault((action, plural), []).extend(statuses)
 
     async def __call__(self, request: Any) -> aiohttp.web.StreamResponse | None:
@@ -138,4 +163,4 @@ class FaultInjector:
         return None
 
     def remove(self) -> None:
-        self.emulator.fault_hook = None
+        self.host.fault_hook = None

@@ -3,6 +3,7 @@
 ``control_plane`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok once
 per session in a temporary directory and stops exactly those processes at the end. Where Go is
 missing the tests that use it are skipped with the reason (the binaries are built from Go modules).
+``fault_proxy`` puts ``testkit.faultproxy.FaultProxy`` in front of its kube-apiserver for one test.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from testkit.controlplane import build, cluster
 from testkit.controlplane.cluster import ControlPlane
 from testkit.controlplane.kubeapi import ApiError
+from testkit.faultproxy import FaultProxy
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,3 +64,13 @@ def control_plane_namespace(control_plane: ControlPlane) -> Iterator[str]:
     except ApiError as error:
         if error.status != 404:
             raise
+
+
+@pytest.fixture
+def fault_proxy(control_plane: ControlPlane, tmp_path: Path) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy to the real kube-apiserver, with no fault until the test sets a hook."""
+    proxy = FaultProxy(control_plane, tmp_path / "fault-proxy").start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,5 +1,7 @@
 """The kopf shell's logic called directly: `handlers.sync` with a real kopf Patch and the real kubernetes
-client against kmock's emulator; kopf's event poster is replaced by a list (no kopf runtime here)."""
+client against kmock's emulator; kopf's event poster is replaced by a list (no kopf runtime here). Transient
+API errors are tested on the real kube-apiserver through the fault proxy (test_reconcile_faults.py), a real
+403 with the operator process (test_operator_faults.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import pytest
 
 from floe_platform.controller import handlers
 from testkit.emulator import EmulatedCluster
-from testkit.faults import FaultInjector
 from testkit.platforms import core_api, production_cr, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000002"
@@ -59,31 +60,3 @@ def test_invalid_spec_sets_status_and_posts_a_warning(
     assert "spec.infrastructure.resource_profiles.ingest.limits.cpu" in ready["message"]
     assert [reason for reason, _ in posted] == ["InvalidSpec"]
     assert core_api(kube_cluster).list_namespaced_pod_template("floe").items == []
-
-
-def test_transient_error_raises_temporary_error_with_growing_backoff(
-    kube_cluster: EmulatedCluster, posted: list[Any]
-) -> None:
-    faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next("LIST", "podtemplates", 503, 503)
-    with pytest.raises(kopf.TemporaryError) as first:
-        run_sync(kube_cluster, body(production_cr("prod")), retry=0)
-    with pytest.raises(kopf.TemporaryError) as third:
-        run_sync(kube_cluster, body(production_cr("prod")), retry=3)
-    assert (first.value.delay, third.value.delay) == (1.0, 8.0)
-
-
-def test_resync_does_not_raise_on_a_transient_error(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
-    """The timer's next tick is the retry; raising would only make kopf log a traceback."""
-    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 500)
-    patch = run_sync(kube_cluster, body(production_cr("prod")), retry=None)
-    assert patch["status"]["conditions"][1]["reason"] == "Retrying"
-
-
-def test_permanent_error_ends_in_a_clear_status(kube_cluster: EmulatedCluster, posted: list[Any]) -> None:
-    FaultInjector(kube_cluster.emulator).fail_next("LIST", "podtemplates", 403)
-    patch = run_sync(kube_cluster, body(production_cr("prod")))
-    ready = patch["status"]["conditions"][0]
-    assert (ready["status"], ready["reason"]) == ("False", "ApiError")
-    assert "list PodTemplates in floe: HTTP 403" in ready["message"]
-    assert [reason for reason, _ in posted] == ["ApiError"]

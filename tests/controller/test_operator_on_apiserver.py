@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,65 +22,26 @@ import pytest
 import yaml
 
 from floe_platform.config import ConfigError, parse_platform
-from floe_platform.config.quantity import QuantityError, parse_quantity
+from floe_platform.config.quantity import parse_quantity
 from floe_platform.render import render_guardrails, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 from testkit.controlplane import ApiError, ControlPlane, KubeApi, wait_for, write_service_account_kubeconfig
+from testkit.operator_on_apiserver import (
+    FP,
+    OPERATOR_SA,
+    PRODUCTION,
+    apply_crd,
+    apply_operator_rbac,
+    contains,
+    floe_cr,
+    kubectl,
+)
 from testkit.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "floe-platform"
-PRODUCTION = ROOT / "platform-config" / "platform" / "production" / "platform.yaml"
 CORPUS = sorted((Path(__file__).parent / "bad_floeplatforms").glob("*.yaml"))
-OPERATOR_SA = "floe-floe-platform-operator"
-FP = "/apis/floe.dev/v1alpha1/namespaces/{ns}/floeplatforms"
 Json = dict[str, Any]
-
-
-def tool(name: str) -> str:
-    return shutil.which(name) or str(ROOT / ".tools" / "bin" / name)
-
-
-def kubectl(
-    plane: ControlPlane, *args: str, stdin: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """The real kubectl as admin (who applies resources here; the operator has its own token)."""
-    done = subprocess.run(
-        [tool("kubectl"), f"--kubeconfig={plane.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, f"kubectl {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-def floe_cr(name: str, namespace: str, source: Path = PRODUCTION) -> str:
-    """`floe cr` output, exactly what a user pipes into `kubectl apply -f -`."""
-    floe = shutil.which("floe") or str(ROOT / ".venv" / "bin" / "floe")
-    command = [floe, "cr", str(source), "--name", name, "-n", namespace]
-    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def chart_objects(namespace: str, kinds: tuple[str, ...], name: str | None = None) -> str:
-    """Objects of ``kinds`` (named ``name``, if given) as `helm template --include-crds` renders them for
-    a release in ``namespace`` with default values."""
-    rendered = subprocess.run(
-        [tool("helm"), "template", "floe", str(CHART), "-n", namespace, "--include-crds"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
-    wanted = [d for d in documents if d["kind"] in kinds and name in (None, d["metadata"]["name"])]
-    assert sorted(doc["kind"] for doc in wanted) == sorted(kinds)
-    return yaml.safe_dump_all(wanted)
 
 
 @dataclass
@@ -116,10 +75,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def crd(control_plane: ControlPlane) -> None:
     """The chart's CRD, applied once per module (each change makes the server re-initialise its storage)."""
-    kubectl(control_plane, "apply", "-f", "-", stdin=chart_objects("default", ("CustomResourceDefinition",)))
-    kubectl(
-        control_plane, "wait", "--for=condition=Established", "crd/floeplatforms.floe.dev", "--timeout=30s"
-    )
+    apply_crd(control_plane)
 
 
 @pytest.fixture
@@ -128,8 +84,7 @@ def setup(
 ) -> Iterator[Setup]:
     """The chart's operator RBAC in a fresh namespace and `floe operator -n NS` running with its token."""
     ns = control_plane_namespace
-    rbac = chart_objects(ns, ("ServiceAccount", "Role", "RoleBinding"), OPERATOR_SA)
-    kubectl(control_plane, "apply", "-f", "-", stdin=rbac)
+    apply_operator_rbac(control_plane, ns)
     kubeconfig = write_service_account_kubeconfig(
         control_plane, ns, OPERATOR_SA, tmp_path / "operator.kubeconfig"
     )
@@ -140,46 +95,6 @@ def setup(
     finally:
         operator.stop()
         print(f"\n--- operator log (tail)\n{operator.log_tail(15)}")
-
-
-# --- comparing what the renderer wrote with what the server stores -------------------------------------
-
-
-def contains(live: Any, rendered: Any, path: str = "") -> list[str]:
-    """Where ``live`` (as the server stores it) fails to contain ``rendered``: every rendered field present
-    with an equal value, lists item for item, quantities (under resources, sizeLimit, a LimitRange or a
-    quota) by value. Fields the server added are allowed."""
-    if isinstance(rendered, Mapping):
-        if not isinstance(live, Mapping):
-            return [f"{path}: {live!r} is not a mapping"]
-        problems = []
-        for key, value in rendered.items():
-            if key not in live:
-                problems.append(f"{path}.{key}: missing")
-            else:
-                problems += contains(live[key], value, f"{path}.{key}")
-        return problems
-    if isinstance(rendered, list):
-        if not isinstance(live, list) or len(live) != len(rendered):
-            return [f"{path}: {live!r} != {rendered!r}"]
-        return [
-            p
-            for i, (a, w) in enumerate(zip(live, rendered, strict=True))
-            for p in contains(a, w, f"{path}[{i}]")
-        ]
-    same = live == rendered or (_quantity_path(path) and _same_quantity(live, rendered))
-    return [] if same else [f"{path}: {live!r} != {rendered!r}"]
-
-
-def _quantity_path(path: str) -> bool:
-    return re.search(r"resources|sizeLimit|\.limits\[|\.hard\.", path) is not None
-
-
-def _same_quantity(live: Any, rendered: Any) -> bool:
-    try:
-        return parse_quantity(str(live)) == parse_quantity(str(rendered))
-    except QuantityError:
-        return False
 
 
 # --- tests -------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -20,7 +19,6 @@ from floe_platform.config import parse_platform
 from floe_platform.render import render_pod_templates
 from testkit.crd_schema import cr_schema
 from testkit.emulator import EmulatedCluster, emulated_cluster, validate_object
-from testkit.faults import FaultInjector
 from testkit.operator_process import OperatorProcess
 from testkit.platforms import CR, NAMESPACE, core_api, custom_objects, production_cr, templates
 from testkit.waiting import eventually
@@ -161,23 +159,6 @@ def test_invalid_update_reports_the_field_and_leaves_templates_untouched(cluster
 
 
 @pytest.mark.usefixtures("running_operator")
-def test_resync_of_an_unchanged_platform_makes_no_podtemplate_calls(cluster: EmulatedCluster) -> None:
-    """The resync compares against the operator's watch-fed index, so steady state costs no requests."""
-    apply_and_wait(cluster, "steady")
-    requests = FaultInjector(cluster.emulator)
-    try:
-        before = templates(core_api(cluster), "steady")
-        requests.seen.clear()
-        time.sleep(2 * RESYNC_SECONDS + 0.5)  # two resync ticks of every platform
-        operator_calls = {key: n for key, n in requests.seen.items() if key[0] != "WATCH"}
-        # Only this test's own list below and the reads of the CR are expected; no PodTemplate call.
-        assert not any(plural == "podtemplates" for _, plural in operator_calls), operator_calls
-        assert templates(core_api(cluster), "steady") == before
-    finally:
-        requests.remove()
-
-
-@pytest.mark.usefixtures("running_operator")
 def test_hand_edited_and_deleted_templates_are_repaired(cluster: EmulatedCluster) -> None:
     resource = apply_and_wait(cluster, "drift")
     core = core_api(cluster)
@@ -191,21 +172,6 @@ def test_hand_edited_and_deleted_templates_are_repaired(cluster: EmulatedCluster
     core.delete_namespaced_pod_template("drift-ingest", NAMESPACE)
     eventually(lambda: matches_renderer(cluster, resource, "drift"), timeout=30, what="drift repaired")
     print(f"drift repaired in {time.monotonic() - started:.2f}s (resync every {RESYNC_SECONDS}s)")
-
-
-@pytest.mark.usefixtures("running_operator")
-def test_injected_500_and_409_are_retried_until_the_state_converges(cluster: EmulatedCluster) -> None:
-    resource = apply_and_wait(cluster, "faults")
-    faults = FaultInjector(cluster.emulator)
-    try:
-        faults.fail_next("UPDATE", "podtemplates", 500, 409)
-        patch_spec(cluster, "faults", profile_patch("default", temp_volume_size="30Gi"))
-        resource["spec"]["infrastructure"]["resource_profiles"]["default"]["temp_volume_size"] = "30Gi"
-        eventually(lambda: matches_renderer(cluster, resource, "faults"), what="convergence after faults")
-        eventually(lambda: ready(cluster, "faults", 2), what="Ready again")
-    finally:
-        faults.remove()
-    assert [status for _, _, status in faults.served] == [500, 409]
 
 
 @pytest.mark.usefixtures("running_operator")
@@ -234,25 +200,3 @@ def test_templates_are_owned_by_the_cr_and_deleting_it_releases_the_finalizer(
         ]
 
     eventually(lambda: "owned" not in cr_names(), what="the CR gone (finalizer removed by the operator)")
-
-
-def test_restart_mid_reconcile_converges_without_duplicates(
-    kube_cluster: EmulatedCluster, tmp_path: Path
-) -> None:
-    """SIGKILL the operator while it creates templates for several CRs; a new one finishes the job."""
-    api = custom_objects(kube_cluster)
-    names = [f"restart{i}" for i in range(4)]
-    for name in names:
-        api.create_namespaced_custom_object(*CR, production_cr(name))
-    first = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "first.log").running()
-    eventually(lambda: templates(core_api(kube_cluster), "restart0"), what="first templates")
-    first.kill()
-    second = OperatorProcess(kube_cluster.kubeconfig_path, tmp_path / "second.log").running()
-    try:
-        for name in names:
-            eventually(lambda name=name: ready(kube_cluster, name, 1), what=f"{name} Ready after restart")
-            assert matches_renderer(kube_cluster, production_cr(name), name)
-        items = core_api(kube_cluster).list_namespaced_pod_template(NAMESPACE).items
-        assert len(items) == 3 * len(names) == len({item.metadata.name for item in items})
-    finally:
-        second.stop()

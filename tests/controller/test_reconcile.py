@@ -1,7 +1,8 @@
 """The operator's logic called directly, without kopf: `reconcile` against kmock's Kubernetes emulator over
 real HTTP with the real kubernetes client, and the status functions as plain data. The emulator cannot
 show a real API server's defaulting or strategic merge; every object written is checked with
-kubernetes-validate instead. Faults are injected before the emulator stores anything."""
+kubernetes-validate instead. The fault cases (5xx, 409, a request-free reconcile) run on the real
+kube-apiserver through the fault proxy: test_reconcile_faults.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from floe_platform.config import ConfigError, parse_platform
 from floe_platform.config.quantity import parse_quantity
-from floe_platform.controller.client import PermanentApiError, TransientApiError, reconcile
+from floe_platform.controller.client import reconcile
 from floe_platform.controller.plan import PlatformRef, desired_templates, in_sync
 from floe_platform.controller.status import (
     api_error_status,
@@ -21,7 +22,6 @@ from floe_platform.controller.status import (
 )
 from floe_platform.render import render_pod_templates
 from testkit.emulator import EmulatedCluster, validate_object
-from testkit.faults import FaultInjector
 from testkit.platforms import NAMESPACE, core_api, production_cr, templates, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000001"
@@ -153,31 +153,6 @@ def test_deleted_template_is_recreated(kube_cluster: EmulatedCluster) -> None:
     assert_matches_renderer(templates(core, "prod"), stored_body())
 
 
-def test_server_errors_and_conflicts_are_transient_and_a_retry_converges(
-    kube_cluster: EmulatedCluster,
-) -> None:
-    core = core_api(kube_cluster)
-    faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next("CREATE", "podtemplates", 500)
-    with pytest.raises(TransientApiError, match="HTTP 500"):
-        reconcile(core, stored_body())
-    faults.fail_next("UPDATE", "podtemplates", 409)
-    changed = with_profile(stored_body(), "default", temp_volume_size="20Gi")
-    reconcile(core, stored_body())
-    with pytest.raises(TransientApiError, match="HTTP 409"):
-        reconcile(core, changed)
-    reconcile(core, changed)
-    assert_matches_renderer(templates(core, "prod"), changed)
-    assert faults.served == [("CREATE", "podtemplates", 500), ("UPDATE", "podtemplates", 409)]
-
-
-def test_forbidden_is_a_permanent_error(kube_cluster: EmulatedCluster) -> None:
-    faults = FaultInjector(kube_cluster.emulator)
-    faults.fail_next("LIST", "podtemplates", 403)
-    with pytest.raises(PermanentApiError, match="list PodTemplates in floe: HTTP 403"):
-        reconcile(core_api(kube_cluster), stored_body())
-
-
 def test_create_that_finds_the_object_already_there_patches_it(kube_cluster: EmulatedCluster) -> None:
     """A stale list (or another replica) loses the race to create: 409 AlreadyExists, then patch."""
     core = core_api(kube_cluster)
@@ -228,16 +203,6 @@ def test_stale_cache_still_converges_without_duplicates(kube_cluster: EmulatedCl
     outcome = reconcile(core, smaller, known=[gone])  # cache: only the deleted one; API: the other two
     assert (outcome.created, outcome.deleted) == ([], ["prod-ingest"])
     assert_matches_renderer(templates(core, "prod"), smaller)
-
-
-def test_fresh_cache_means_no_api_call_at_all(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
-    cache = list(templates(core, "prod").values())
-    requests = FaultInjector(kube_cluster.emulator)
-    # guardrails: namespace_limits is off and the (empty) caches of LimitRanges and quotas are fresh too
-    assert not reconcile(core, stored_body(), known=cache, known_guardrails={}).changed
-    assert requests.seen == {}
 
 
 def test_quantities_the_api_server_canonicalized_are_in_sync_but_a_changed_value_is_not() -> None:

@@ -70,6 +70,12 @@ _API_TOKEN_LAYER = K8sContainerContext(
     run_k8s_config=UserDefinedDagsterK8sConfig(pod_spec_config={"automountServiceAccountToken": True})
 )
 
+# A PodTemplate read that the API server failed (not refused) is tried again, as dagster-k8s does for its
+# own calls, so one 5xx does not fail the run: up to READ_ATTEMPTS, waiting 0.5 s, 1 s, 2 s between them.
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+READ_ATTEMPTS = 4
+READ_BACKOFF_SECONDS = 0.5
+
 
 class StepJobsDisabledError(Exception):
     """A run uses the step executor, but run pods may not call the Kubernetes API on this platform."""
@@ -188,13 +194,18 @@ class TemplateStore:
     def _read(self, name: str) -> dict[str, Any] | None:
         if self._source == "file":
             return self._read_dir().get(name)
-        try:
-            found = self._core_api.read_namespaced_pod_template(name, self._namespace)
-        except kubernetes.client.ApiException as error:
-            if error.status == _NOT_FOUND:
-                return None
-            raise
-        return cast(dict[str, Any], self._core_api.api_client.sanitize_for_serialization(found))
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                found = self._core_api.read_namespaced_pod_template(name, self._namespace)
+                return cast(dict[str, Any], self._core_api.api_client.sanitize_for_serialization(found))
+            except kubernetes.client.ApiException as error:
+                if error.status == _NOT_FOUND:
+                    return None
+                if error.status not in _TRANSIENT_STATUSES or attempt == READ_ATTEMPTS - 1:
+                    raise
+                LOGGER.warning("Reading PodTemplate %s failed (HTTP %s); trying again", name, error.status)
+            time.sleep(READ_BACKOFF_SECONDS * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _list_api(self) -> list[dict[str, Any]]:
         listed = self._core_api.list_namespaced_pod_template(
