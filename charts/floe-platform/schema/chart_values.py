@@ -165,6 +165,23 @@ class UserCode(Component):
     """Python module holding the Definitions."""
 
 
+class RunK8sConfig(ValuesModel):
+    """Kubernetes config of every run Job: layer 1 of the launcher's four, below the profile's
+    PodTemplate, the code location and the run's dagster-k8s/config tag. Each part is passed through
+    verbatim to dagster-k8s (Kubernetes field names, snake_case or camelCase)."""
+
+    container_config: KubeObject = Field(default_factory=dict)
+    """The run container, e.g. {envFrom: [{secretRef: {name: warehouse}}], volumeMounts: [...]}."""
+    pod_template_spec_metadata: KubeObject = Field(default_factory=dict)
+    """Labels and annotations of the run pod."""
+    pod_spec_config: KubeObject = Field(default_factory=dict)
+    """The run pod's spec, e.g. {priorityClassName: batch, volumes: [...]}."""
+    job_metadata: KubeObject = Field(default_factory=dict)
+    """Labels and annotations of the run Job."""
+    job_spec_config: KubeObject = Field(default_factory=dict)
+    """The run Job's spec, e.g. {ttlSecondsAfterFinished: 3600} (dagster-k8s' default is one day)."""
+
+
 class RunLauncher(ValuesModel):
     """ProfileK8sRunLauncher: one Kubernetes Job per run, shaped by the run's resource profile."""
 
@@ -177,11 +194,40 @@ class RunLauncher(ValuesModel):
     """How long the launcher reuses a PodTemplate it has read."""
     fail_pod_on_run_failure: bool = True
     """Exit the run pod non-zero when the run fails, so Kubernetes records the failure."""
+    run_k8s_config: RunK8sConfig = Field(default_factory=RunK8sConfig, alias="runK8sConfig")
+
+
+class TagValueGroup(ValuesModel):
+    """A tag limit's value as a group: the limit applies to each distinct value of the key."""
+
+    apply_limit_per_unique_value: bool
+    """true: at most `limit` runs per distinct value of the tag."""
+
+
+class TagConcurrencyLimit(ValuesModel):
+    """At most `limit` runs in progress that carry the tag `key` (with `value`, when given)."""
+
+    key: Annotated[str, Field(min_length=1)]
+    """Run tag key, e.g. floe/resource-profile."""
+    value: str | TagValueGroup | None = None
+    """A tag value; absent: every value of the key counts together; {applyLimitPerUniqueValue: true}:
+    the limit applies per distinct value."""
+    limit: int = Field(ge=0)
+    """Runs in progress at most."""
 
 
 class RunCoordinator(ValuesModel):
     max_concurrent_runs: int = Field(default=10, ge=-1)
     """-1 means unlimited."""
+    tag_concurrency_limits: list[TagConcurrencyLimit] = Field(default_factory=list)
+    """Limits on runs in progress by run tag, e.g. [{key: floe/resource-profile, value: transform,
+    limit: 2}]."""
+    dequeue_interval_seconds: int | None = Field(default=None, ge=1)
+    """How often the daemon dequeues runs; null means Dagster's default."""
+    dequeue_use_threads: bool = False
+    """Launch dequeued runs in worker threads, so one slow launch does not hold up the queue."""
+    dequeue_num_workers: int | None = Field(default=None, ge=1)
+    """Worker threads with dequeueUseThreads; null means Dagster's default."""
 
 
 class RunMonitoring(ValuesModel):
@@ -195,6 +241,34 @@ class RunMonitoring(ValuesModel):
     """0 means no limit."""
     poll_interval_seconds: int = Field(default=120, ge=1)
     """How often the daemon checks run pods."""
+    max_resume_run_attempts: int = Field(default=0, ge=0)
+    """Times the daemon relaunches a run whose run pod died (a new Job, resuming the steps left);
+    0 fails the run instead."""
+    free_slots_after_run_end_seconds: int = Field(default=0, ge=0)
+    """Free the op concurrency slots a finished run still holds after this time; 0 means never."""
+
+
+TickPurgeDays = int | dict[Literal["skipped", "success", "failure", "started"], int]
+
+
+class TickRetentionOf(ValuesModel):
+    purge_after_days: TickPurgeDays
+    """Days to keep ticks: one number for every status, or per status (skipped, success, failure,
+    started); -1 keeps them for ever."""
+
+
+class TickRetention(ValuesModel):
+    """How long the daemon keeps schedule, sensor and auto-materialize ticks."""
+
+    enabled: bool = False
+    """Write the retention section; off means Dagster's defaults."""
+    schedule: TickRetentionOf = TickRetentionOf(purge_after_days=-1)
+    sensor: TickRetentionOf = TickRetentionOf(
+        purge_after_days={"skipped": 7, "success": -1, "failure": -1, "started": -1}
+    )
+    auto_materialize: TickRetentionOf = TickRetentionOf(
+        purge_after_days={"skipped": 7, "success": -1, "failure": -1, "started": -1}
+    )
 
 
 class Dagster(ValuesModel):
@@ -203,6 +277,10 @@ class Dagster(ValuesModel):
     run_launcher: RunLauncher = RunLauncher()
     run_coordinator: RunCoordinator = RunCoordinator()
     run_monitoring: RunMonitoring = RunMonitoring()
+    retention: TickRetention = TickRetention()
+    additional_instance_config: KubeObject = Field(default_factory=dict)
+    """More dagster.yaml sections, written verbatim (e.g. `code_servers`, `concurrency`, `sensors`); a
+    section the chart writes itself is refused: set it through its own value."""
     telemetry: bool = False
     """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()
