@@ -89,9 +89,12 @@ def test_run_service_account_is_bound_to_the_launchers_role(default_release: Ren
 
 
 def test_pods_that_never_call_the_api_get_no_token(release: Rendered) -> None:
+    """The launcher in every webserver (the read-only one too) loads in-cluster config; a code location
+    gets a token only with the ServiceAccount its values name (userCode.locations[].serviceAccount)."""
     for doc, pod in release.workloads():
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
-        if component not in ("webserver", "daemon", "operator"):
+        named_account = component == "user-code" and "serviceAccountName" in pod
+        if component not in ("webserver", "webserver-read-only", "daemon", "operator") and not named_account:
             assert pod.get("automountServiceAccountToken") is False, doc["metadata"]["name"]
 
 
