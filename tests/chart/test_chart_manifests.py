@@ -55,9 +55,17 @@ def test_helm_lint_strict_passes(case: str) -> None:
 
 def test_ci_matrix_covers_the_required_cases() -> None:
     """The ci/ directory holds the matrix the chart is tested over (a missing file would shrink it)."""
-    assert {"default", "external-postgres", "compute-logs-off", "cluster-wide", "three-profiles"} <= set(
-        CI_NAMES
-    )
+    assert {
+        "default",
+        "external-postgres",
+        "compute-logs-off",
+        "cluster-wide",
+        "three-profiles",
+        "instance-settings",
+        "several-locations",
+        "ingress-read-only",
+        "network-policy",
+    } <= set(CI_NAMES)
 
 
 def test_every_object_validates_against_kubernetes_schemas(release: Rendered) -> None:
