@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_render import HelmError, Rendered, render
+from chart_render import CI_DIR, HelmError, Rendered, render
 
 Json = dict[str, Any]
 
@@ -389,15 +389,12 @@ def test_webserver_takes_traffic_from_the_named_peers_and_the_helm_test(
     assert not _peer_allows(peers, {"app.kubernetes.io/component": "daemon"})
 
 
-def test_external_database_and_s3_are_reached_on_their_own_ports(
-    rendered_matrix: dict[str, Rendered],
-) -> None:
-    """three-profiles keeps compute logs on an https S3; with an external database on 6432 the policies open
-    those ports to externalCidrs, and no in-cluster database or LocalStack exists to allow."""
+def test_external_database_and_s3_are_reached_on_their_own_ports() -> None:
+    """three-profiles keeps compute logs on its own https S3; with an external database on 6432, the runs
+    may reach 6432 and 443 on externalCidrs only, and no policy exists for a database or LocalStack the
+    release does not have."""
     release = render(
-        [
-            *(),
-        ],
+        [CI_DIR / "three-profiles-values.yaml"],
         sets=[
             "networkPolicy.enabled=true",
             "postgresql.enabled=false",
@@ -407,11 +404,11 @@ def test_external_database_and_s3_are_reached_on_their_own_ports(
             "networkPolicy.externalCidrs[0]=10.20.0.0/16",
         ],
     )
-    peers = _egress_peers(release, "runs")
-    external = [p for p in peers if "ipBlock" in p]
+    external = [p for p in _egress_peers(release, "runs") if "ipBlock" in p]
     assert {p["ipBlock"]["cidr"] for p in external} == {"10.20.0.0/16"}
-    assert {entry["port"] for p in external for entry in p["ports"]} == {6432}
+    assert {entry["port"] for p in external for entry in p["ports"]} == {6432, 443}
     assert not release.has("NetworkPolicy", "postgresql-net")
+    assert not release.has("NetworkPolicy", "localstack-net")
 
 
 def test_no_network_policy_unless_enabled(default_release: Rendered) -> None:
