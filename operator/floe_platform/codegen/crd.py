@@ -32,6 +32,7 @@ from floe_platform.config.quantity import MAX_QUANTITY_LENGTH, QUANTITY_PATTERN
 _DROPPED_KEYWORDS = frozenset({"title", "examples", "default", "$defs", "$schema", "$id"})
 _QUANTITY_ANY_OF = QUANTITY_JSON_SCHEMA["anyOf"]
 _VERSION_ENUM = ["1", 1]
+_PRESERVE = "x-kubernetes-preserve-unknown-fields"
 
 
 def floe_platform_crd() -> dict[str, Any]:
@@ -191,6 +192,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     for key, value in node.items():
         if key in _DROPPED_KEYWORDS or (key == "additionalProperties" and value is False):
             continue
+        if key == "additionalProperties" and value is True:
+            # A Kubernetes object passed through verbatim (a profile's affinity): the API server validates
+            # it where it lands, in the PodTemplate.
+            converted["x-kubernetes-preserve-unknown-fields"] = True
+            continue
         if key == "propertyNames":  # not in a structural schema: the key rule becomes CEL
             converted["x-kubernetes-validations"] = [_keys_rule(value)]
         elif key == "properties":
@@ -201,7 +207,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             converted["enum"] = [value]
         else:
             converted[key] = value
-    if "properties" in converted or "additionalProperties" in converted:
+    if "properties" in converted or "additionalProperties" in converted or _PRESERVE in converted:
         converted.setdefault("type", "object")
     return _with_description(converted, node)
 
