@@ -45,6 +45,7 @@ from floe_platform.render import render_guardrails, render_pod_templates
 from floe_platform.render.duckdb_env import derived_memory_limit
 from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_account_kubeconfig
 from testkit.controlplane.cluster import NODE_NAMES
+from testkit.platforms import pod_shape_profile
 
 pytestmark = pytest.mark.slow  # each test applies the chart's objects and runs a Job on the control plane
 
@@ -229,7 +230,9 @@ def set_up_platform(
     namespace: str,
     tmp_path: Path,
     role_rules: list[dict[str, Any]] | None = None,
+    *,
     chart_values: dict[str, Any] | None = None,
+    extra_profiles: dict[str, Any] | None = None,
 ) -> Iterator[Platform]:
     """As admin: the restricted label, the chart's dagster ServiceAccount/Role/RoleBinding (the Role's rules
     replaced by ``role_rules`` when given), the operator's PodTemplates and guardrails. Then the chart's
@@ -238,7 +241,9 @@ def set_up_platform(
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         kubernetes.client.CoreV1Api(client).patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
     dagster_yaml, rbac = _dagster_objects(helm_template(namespace, tmp_path, chart_values))
-    config = load_platform_text(yaml.safe_dump(PLATFORM))
+    platform: dict[str, Any] = json.loads(json.dumps(PLATFORM))
+    platform["infrastructure"]["resource_profiles"].update(extra_profiles or {})
+    config = load_platform_text(yaml.safe_dump(platform))
     for doc in rbac:
         body = {**doc, "rules": role_rules} if doc["kind"] == "Role" and role_rules is not None else doc
         admin.create(PATHS[doc["kind"]].format(ns=namespace), body)
@@ -537,3 +542,48 @@ def test_launcher_run_k8s_config_of_the_chart_reaches_the_job_and_its_pod(
 def _temp_volume_name(volumes: dict[str, dict[str, Any]]) -> str:
     """The profile's emptyDir for DuckDB spills (the only emptyDir with a size limit in a run pod)."""
     return next(name for name, volume in volumes.items() if (volume.get("emptyDir") or {}).get("sizeLimit"))
+
+
+def test_a_profiles_pod_shape_reaches_the_run_pod(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """A profile using every pod-shape field (testkit.platforms.pod_shape_profile), launched through the
+    chart's launcher: kcm's Job controller creates the pod, admitted by PodSecurity ``restricted`` and the
+    Priority plugin (which resolves the priority class), with the profile's GPU and ephemeral storage,
+    affinity, spread, envFrom, volumes, annotations and labels. kwok nodes have no GPU, so the pod stays
+    Pending: the spec is what is shown, not a scheduled GPU run."""
+    admin = control_plane.admin_api()
+    profile = pod_shape_profile()
+    # Cluster-scoped: created once for the whole control plane, and kept for other test runs.
+    if (
+        admin.status_of("GET", f"/apis/scheduling.k8s.io/v1/priorityclasses/{profile['priority_class_name']}")
+        == 404
+    ):
+        admin.create(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            {"metadata": {"name": profile["priority_class_name"]}, "value": 500},
+        )
+    with set_up_platform(
+        control_plane, control_plane_namespace, tmp_path, extra_profiles={"gpu": profile}
+    ) as platform:
+        run = platform.launch("gpu")
+        pod = platform.pod_in_phase(run, "Pending", "Running")
+        spec, container = pod["spec"], _container(pod)
+        assert (spec["priorityClassName"], spec["priority"]) == ("batch-high", 500)
+        assert spec["affinity"] == profile["affinity"]
+        assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert container["resources"]["requests"]["ephemeral-storage"] == "5Gi"
+        assert container["envFrom"] == [
+            {"secretRef": {"name": "warehouse"}, "prefix": "WH_"},
+            {"configMapRef": {"name": "settings", "optional": True}},
+        ]
+        volumes = {volume["name"] for volume in spec["volumes"]}
+        assert {"dbt-profiles", "certs", "models", "scratch", "duckdb-temp"} <= volumes
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts["dbt-profiles"] == "/opt/dbt"
+        assert pod["metadata"]["annotations"]["example.com/owner"] == "ml-team"
+        assert pod["metadata"]["labels"]["team"] == "ml"
+        assert pod["metadata"]["labels"]["floe.dev/profile"] == "gpu"
+        env = {entry["name"]: entry.get("value") for entry in container["env"]}
+        assert env["DUCKDB_MEMORY_LIMIT"] == derived_memory_limit(4 * GiB), "DuckDB reads cpu and memory only"
