@@ -479,3 +479,18 @@ def test_pod_labels_and_priority_class_reach_only_their_components_pods(componen
     assert len(marked) == 1, marked
     assert marked[0].endswith(label), marked
     assert others == []
+
+
+def test_a_locations_own_limits_reach_the_namespace_limits() -> None:
+    """The LimitRange maximum must not lock out a code location larger than userCode's defaults."""
+    release = render(
+        [CI_DIR / "three-profiles-values.yaml"],
+        sets=[
+            "userCode.locations[0].name=big",
+            "userCode.locations[0].module=acme.definitions",
+            "userCode.locations[0].resources.limits.memory=16Gi",
+        ],
+    )
+    spec = release.of_kind("FloePlatform")[0]["spec"]
+    limits = spec["infrastructure"]["namespace_limits"]["service_container_limits"]
+    assert {"memory": "16Gi"} in limits

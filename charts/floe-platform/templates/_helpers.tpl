@@ -339,5 +339,11 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- $services = append $services . }}
 {{- end }}
 {{- end }}
+{{- /* Code locations with resources of their own (userCode.locations[].resources). */}}
+{{- range $location := .Values.userCode.locations }}
+{{- with pick (dig "resources" "limits" dict $location) "cpu" "memory" }}
+{{- $services = append $services . }}
+{{- end }}
+{{- end }}
 {{- dict "enabled" true "concurrent_runs" $runs "services_headroom" $values.servicesHeadroom "service_container_limits" $services | toJson }}
 {{- end }}
