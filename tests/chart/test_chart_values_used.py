@@ -41,9 +41,18 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "localstack.authToken.key": {"localstack": {"authToken": {"name": "localstack-token"}}},
     "dagster.retention.": {"dagster": {"retention": {"enabled": True}}},
     "webserver.readOnly.replicas": {"webserver": {"readOnly": {"enabled": True}}},
-    "webserver.ingress.": {"webserver": {"ingress": {"enabled": True, "hosts": [{"host": "a.example.com"}]}}},
+    **{
+        f"webserver.ingress.{key}": {
+            "webserver": {"ingress": {"enabled": True, "hosts": [{"host": "a.example.com"}]}}
+        }
+        for key in ("className", "annotations", "tls")
+    },
+    "webserver.ingress.hosts": {"webserver": {"ingress": {"enabled": True}}},
     "podDisruptionBudget.": {"webserver": {"replicas": 2}},
-    "networkPolicy.": {"networkPolicy": {"enabled": True}},
+    **{
+        f"networkPolicy.{key}": {"networkPolicy": {"enabled": True}}
+        for key in ("webserverFrom", "apiServer", "dnsNamespace")
+    },
     "networkPolicy.externalCidrs": {
         "networkPolicy": {"enabled": True},
         "postgresql": {"enabled": False},
