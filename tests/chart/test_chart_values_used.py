@@ -36,18 +36,29 @@ CONDITIONS: dict[str, dict[str, Any]] = {
         "externalPostgresql": {"host": "db.example.com", "existingSecret": "db"},
     },
     "postgresql.enabled": {"externalPostgresql": {"host": "db.example.com", "existingSecret": "db"}},
-    "namespaceLimits.": {"namespaceLimits": {"enabled": True}, "platform": THREE_PROFILES["platform"]},
+    # Not for .enabled itself: a base that already enables it would hide that the key is read.
+    **{
+        f"namespaceLimits.{key}": {
+            "namespaceLimits": {"enabled": True},
+            "platform": THREE_PROFILES["platform"],
+        }
+        for key in ("concurrentRuns", "servicesHeadroom")
+    },
+    "namespaceLimits.enabled": {"platform": THREE_PROFILES["platform"]},
     "localstack.enabled": {"platform": LOGS_OFF["platform"]},
     "localstack.authToken.key": {"localstack": {"authToken": {"name": "localstack-token"}}},
-    "dagster.retention.": {"dagster": {"retention": {"enabled": True}}},
+    **{
+        f"dagster.retention.{key}": {"dagster": {"retention": {"enabled": True}}}
+        for key in ("schedule", "sensor", "autoMaterialize")
+    },
     "webserver.readOnly.replicas": {"webserver": {"readOnly": {"enabled": True}}},
     **{
         f"webserver.ingress.{key}": {
             "webserver": {"ingress": {"enabled": True, "hosts": [{"host": "a.example.com"}]}}
         }
-        for key in ("className", "annotations", "tls")
+        for key in ("className", "annotations", "tls", "hosts")
     },
-    "webserver.ingress.hosts": {"webserver": {"ingress": {"enabled": True}}},
+    "webserver.ingress.enabled": {"webserver": {"ingress": {"hosts": [{"host": "a.example.com"}]}}},
     "podDisruptionBudget.": {"webserver": {"replicas": 2}},
     **{
         f"networkPolicy.{key}": {"networkPolicy": {"enabled": True}}
