@@ -204,3 +204,46 @@ def core_api(cluster: Any) -> Any:
     import kubernetes
 
     return kubernetes.client.CoreV1Api(cluster.api_client())
+
+
+def pod_shape_profile() -> dict[str, Any]:
+    """A profile that uses every pod-shape field beyond CPU and memory: extended resources, ephemeral
+    storage, affinity, priority class, topology spread, env from a Secret and a ConfigMap, pod annotations
+    and labels, and extra volumes of each kind."""
+    return {
+        "requests": {"cpu": "1", "memory": "2Gi", "ephemeral_storage": "5Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi", "ephemeral_storage": "10Gi"},
+        "extended_resources": {"nvidia.com/gpu": 1},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "accelerator", "operator": "In", "values": ["a100"]}]}
+                    ]
+                }
+            }
+        },
+        "priority_class_name": "batch-high",
+        "topology_spread_constraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"floe.dev/profile": "gpu"}},
+            }
+        ],
+        "env_from": [{"secret": "warehouse", "prefix": "WH_"}, {"config_map": "settings", "optional": True}],
+        "annotations": {"example.com/owner": "ml-team"},
+        "labels": {"team": "ml"},
+        "volumes": [
+            {
+                "name": "dbt-profiles",
+                "mount_path": "/opt/dbt",
+                "config_map": "dbt-profiles",
+                "read_only": True,
+            },
+            {"name": "certs", "mount_path": "/etc/certs", "secret": "warehouse-ca"},
+            {"name": "models", "mount_path": "/models", "persistent_volume_claim": "models"},
+            {"name": "scratch", "mount_path": "/scratch", "empty_dir_size": "1Gi"},
+        ],
+    }

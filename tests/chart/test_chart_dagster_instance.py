@@ -16,9 +16,11 @@ import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import Rendered
+from chart_render import HelmError, Rendered, render
 from dagster._config import process_config, resolve_to_config_type
-from dagster._core.instance.config import dagster_instance_config
+from dagster._core.errors import DagsterInvalidConfigError
+from dagster._core.instance.config import dagster_instance_config, get_tick_retention_settings
+from dagster._core.scheduler.instigation import TickStatus
 from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
 
 from floe_platform.config.models import ComputeLogs
@@ -202,3 +204,132 @@ def test_instance_yaml_is_plain_yaml_without_templating_leftovers(release: Rende
     assert "{{" not in text
     assert "<no value>" not in text
     assert isinstance(yaml.safe_load(text), dict)
+
+
+# Run-queue, run-monitoring, retention and additional sections (ci/instance-settings-values.yaml).
+
+
+def _instance_settings(rendered_matrix: dict[str, Rendered], tmp_path: Path) -> dict[str, Any]:
+    """The instance-settings case's dagster.yaml as Dagster's own loader returns it (schema-checked)."""
+    text = rendered_matrix["instance-settings"].named("ConfigMap", "instance")["data"]["dagster.yaml"]
+    (tmp_path / "dagster.yaml").write_text(text)
+    config, _ = dagster_instance_config(str(tmp_path))
+    return dict(config)
+
+
+def test_run_queue_limits_and_dequeue_settings_reach_the_coordinator(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    """QueuedRunCoordinator's own config_type() accepts them, with a plain value, a per-value group and no
+    value at all."""
+    coordinator = _process(rendered_matrix["instance-settings"].dagster_yaml()["run_coordinator"])
+    assert coordinator["tag_concurrency_limits"] == [
+        {"key": "floe/resource-profile", "value": "transform", "limit": 2},
+        {"key": "team", "value": {"applyLimitPerUniqueValue": True}, "limit": 3},
+        {"key": "backfill", "limit": 5},
+    ]
+    assert (
+        coordinator["max_concurrent_runs"],
+        coordinator["dequeue_interval_seconds"],
+        coordinator["dequeue_use_threads"],
+        coordinator["dequeue_num_workers"],
+    ) == (20, 5, True, 4)
+
+
+def test_run_monitoring_resume_and_slot_settings_pass_dagsters_schema(
+    rendered_matrix: dict[str, Rendered], tmp_path: Path
+) -> None:
+    monitoring = _instance_settings(rendered_matrix, tmp_path)["run_monitoring"]
+    assert (monitoring["max_resume_run_attempts"], monitoring["free_slots_after_run_end_seconds"]) == (2, 300)
+    defaults = rendered_matrix["default"].dagster_yaml()["run_monitoring"]
+    assert (defaults["max_resume_run_attempts"], defaults["free_slots_after_run_end_seconds"]) == (0, 0)
+
+
+def test_tick_retention_is_read_by_dagster_as_written(
+    rendered_matrix: dict[str, Rendered], tmp_path: Path
+) -> None:
+    """Dagster's own reader turns the section into days per tick status."""
+    retention = _instance_settings(rendered_matrix, tmp_path)["retention"]
+    defaults = {status: -1 for status in TickStatus}
+    schedule = get_tick_retention_settings(retention["schedule"], defaults)
+    sensor = get_tick_retention_settings(retention["sensor"], defaults)
+    assert set(schedule.values()) == {30}
+    assert {status.value.lower(): days for status, days in sensor.items()} == {
+        "skipped": 3,
+        "success": 30,
+        "failure": 90,
+        "started": -1,
+    }
+    assert "retention" not in rendered_matrix["default"].dagster_yaml(), "off by default: Dagster's own"
+
+
+def test_additional_instance_config_is_written_and_checked_by_dagster(
+    rendered_matrix: dict[str, Rendered], tmp_path: Path
+) -> None:
+    config = _instance_settings(rendered_matrix, tmp_path)
+    assert config["code_servers"] == {"reload_timeout": 120}
+    assert config["concurrency"] == {"default_op_concurrency_limit": 4}
+
+
+def test_dagsters_schema_refuses_a_misspelt_additional_section(tmp_path: Path) -> None:
+    """Guard: a typo in the escape hatch renders, and Dagster's own instance schema refuses it."""
+    rendered = render(sets=["dagster.additionalInstanceConfig.code_server.reload_timeout=60"])
+    (tmp_path / "dagster.yaml").write_text(rendered.named("ConfigMap", "instance")["data"]["dagster.yaml"])
+    with pytest.raises(DagsterInvalidConfigError, match="code_server"):
+        dagster_instance_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("section", ["run_launcher", "run_monitoring", "compute_logs", "retention"])
+def test_additional_instance_config_may_not_repeat_a_section_of_the_chart(section: str) -> None:
+    with pytest.raises(HelmError) as refused:
+        render(sets=[f"dagster.additionalInstanceConfig.{section}.enabled=true"])
+    assert (
+        f"dagster.additionalInstanceConfig.{section}: the chart writes this dagster.yaml section itself"
+        in str(refused.value)
+    )
+
+
+# The launcher's run_k8s_config (layer 1): values verbatim, the S3 credentials kept first.
+
+
+def test_run_k8s_config_of_the_values_reaches_the_launcher_with_the_s3_env_first(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    release = rendered_matrix["instance-settings"]
+    config = release.dagster_yaml()["run_launcher"]["config"]["run_k8s_config"]
+    given = release.values["dagster"]["runLauncher"]["runK8sConfig"]
+    assert config["job_spec_config"] == {"ttlSecondsAfterFinished": 3600}
+    assert config["pod_spec_config"] == given["podSpecConfig"]
+    assert config["job_metadata"] == given["jobMetadata"]
+    assert config["pod_template_spec_metadata"] == given["podTemplateSpecMetadata"]
+    container = config["container_config"]
+    assert [entry["name"] for entry in container["env"]] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert container["envFrom"] == [{"secretRef": {"name": "warehouse-credentials"}}]
+    assert container["volumeMounts"] == given["containerConfig"]["volumeMounts"]
+
+
+def test_dagster_k8s_builds_a_valid_job_from_the_values_run_k8s_config(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    """dagster-k8s turns layer 1 into a Kubernetes 1.37 Job (kubernetes-validate --strict) with the TTL,
+    priority class, envFrom and volume of the values."""
+    settings = rendered_matrix["instance-settings"].dagster_yaml()["run_launcher"]["config"]
+    job_config = DagsterK8sJobConfig(
+        job_image=settings["job_image"],
+        dagster_home=settings["dagster_home"],
+        instance_config_map=settings["instance_config_map"],
+        postgres_password_secret=settings["postgres_password_secret"],
+    )
+    user_config = UserDefinedDagsterK8sConfig.from_dict(settings["run_k8s_config"])  # type: ignore[no-untyped-call]
+    job = construct_dagster_k8s_job(
+        job_config, ["dagster", "api", "execute_run"], "dagster-run-2", user_config
+    )
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    manifest |= {"apiVersion": "batch/v1", "kind": "Job"}
+    kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    pod = manifest["spec"]["template"]["spec"]
+    assert manifest["spec"]["ttlSecondsAfterFinished"] == 3600
+    assert manifest["metadata"]["labels"]["team"] == "analytics"
+    assert pod["priorityClassName"] == "floe-batch"
+    assert {"name": "dbt-profiles", "configMap": {"name": "dbt-profiles"}} in pod["volumes"]
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "warehouse-credentials"}}]

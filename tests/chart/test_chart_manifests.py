@@ -55,9 +55,17 @@ def test_helm_lint_strict_passes(case: str) -> None:
 
 def test_ci_matrix_covers_the_required_cases() -> None:
     """The ci/ directory holds the matrix the chart is tested over (a missing file would shrink it)."""
-    assert {"default", "external-postgres", "compute-logs-off", "cluster-wide", "three-profiles"} <= set(
-        CI_NAMES
-    )
+    assert {
+        "default",
+        "external-postgres",
+        "compute-logs-off",
+        "cluster-wide",
+        "three-profiles",
+        "instance-settings",
+        "several-locations",
+        "ingress-read-only",
+        "network-policy",
+    } <= set(CI_NAMES)
 
 
 def test_every_object_validates_against_kubernetes_schemas(release: Rendered) -> None:
@@ -253,8 +261,15 @@ def test_no_credential_is_written_into_a_configmap(release: Rendered) -> None:
 
 
 def test_dagster_containers_take_the_postgres_password_from_its_secret(release: Rendered) -> None:
-    for suffix in ("webserver", "daemon", "user-code"):
-        container = release.named("Deployment", suffix)["spec"]["template"]["spec"]["containers"][0]
+    dagster_components = ("webserver", "webserver-read-only", "daemon", "user-code")
+    deployments = [
+        doc
+        for doc in release.of_kind("Deployment")
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] in dagster_components
+    ]
+    assert len(deployments) >= 3
+    for deployment in deployments:
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
         reference = env_of(container)["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert reference["key"] == "postgresql-password"
         expected = (

@@ -219,3 +219,64 @@ def test_localstack_installs_in_a_baseline_namespace_and_is_the_only_pod_restric
     assert all(name.startswith("floe-floe-platform-localstack-") for name in refused), dry_run.stderr
     # helm waited for the post-install bucket hook Job too (kwok completed its pod): the install returned.
     run(plane, "helm", "uninstall", RELEASE, "-n", ns, "--wait", "--timeout=90s")
+
+
+# The ci/ cases of the parity values: what each must leave in the cluster besides the usual workloads.
+PARITY_CASES = {
+    "several-locations": {
+        "workloads": ["code-finance", "code-ml", "code-sales"],
+        "objects": {"poddisruptionbudget": ["code-ml"]},
+    },
+    "ingress-read-only": {
+        "workloads": ["webserver", "webserver-read-only"],
+        "objects": {"ingress": ["webserver"], "poddisruptionbudget": ["webserver-read-only"]},
+    },
+    "network-policy": {
+        "workloads": ["webserver", "webserver-read-only"],
+        "objects": {
+            "networkpolicy": [
+                f"{name}-net"
+                for name in (
+                    "create-bucket",
+                    "daemon",
+                    "localstack",
+                    "operator",
+                    "postgresql",
+                    "runs",
+                    "test",
+                    "user-code",
+                    "webserver",
+                    "webserver-read-only",
+                )
+            ]
+        },
+    },
+    "instance-settings": {"workloads": ["user-code", "webserver"], "objects": {}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARITY_CASES))
+def test_parity_values_install_and_every_workload_gets_ready(
+    control_plane: ControlPlane, baseline_namespace: str, case: str
+) -> None:
+    """helm install --wait of each parity ci/ file: kube-apiserver accepts every object (Ingress,
+    PodDisruptionBudget, NetworkPolicy: validated, not enforced, as no ingress controller or network plugin
+    runs), kcm and kwok make each code location's and webserver's Deployment Ready, and the workspace
+    ConfigMap names a Service that exists for every location."""
+    plane, ns = control_plane, baseline_namespace
+    values = CHART / "ci" / f"{case}-values.yaml"
+    run(
+        plane, "helm", "install", RELEASE, str(CHART), "-n", ns, "-f", str(values), "--wait", "--timeout=120s"
+    )
+    ready = workloads_ready(plane, ns)
+    prefix = f"{RELEASE}-floe-platform-"
+    for name in PARITY_CASES[case]["workloads"]:
+        assert f"{prefix}{name}" in ready, ready
+    for kind, names in PARITY_CASES[case]["objects"].items():
+        found = kubectl_json(plane, "get", kind, "-n", ns, "-l", INSTANCE)["items"]
+        assert sorted(item["metadata"]["name"] for item in found) == [f"{prefix}{name}" for name in names]
+    workspace = kubectl_json(plane, "get", "configmap", f"{prefix}workspace", "-n", ns)
+    services = {item["metadata"]["name"] for item in kubectl_json(plane, "get", "svc", "-n", ns)["items"]}
+    for entry in yaml.safe_load(workspace["data"]["workspace.yaml"])["load_from"]:
+        assert entry["grpc_server"]["host"] in services
+    run(plane, "helm", "uninstall", RELEASE, "-n", ns, "--wait", "--timeout=90s")

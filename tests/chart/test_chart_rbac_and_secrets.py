@@ -110,9 +110,12 @@ def test_step_jobs_switch_is_off_by_default_and_adds_the_run_workers_identity_wh
 
 
 def test_pods_that_never_call_the_api_get_no_token(release: Rendered) -> None:
+    """The launcher in every webserver (the read-only one too) loads in-cluster config; a code location
+    gets a token only with the ServiceAccount its values name (userCode.locations[].serviceAccount)."""
     for doc, pod in release.workloads():
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
-        if component not in ("webserver", "daemon", "operator"):
+        named_account = component == "user-code" and "serviceAccountName" in pod
+        if component not in ("webserver", "webserver-read-only", "daemon", "operator") and not named_account:
             assert pod.get("automountServiceAccountToken") is False, doc["metadata"]["name"]
 
 

@@ -46,6 +46,7 @@ ALLOWED_KEYWORDS = {
     "nullable",
     "anyOf",
     "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",  # a profile's affinity and spread constraints, verbatim
     "x-kubernetes-validations",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",

@@ -37,6 +37,7 @@ from testkit.operator_on_apiserver import (
     kubectl,
 )
 from testkit.operator_process import OperatorProcess
+from testkit.platforms import pod_shape_profile
 
 pytestmark = pytest.mark.slow
 
@@ -432,3 +433,40 @@ def test_namespace_limits_apply_and_limitranger_refuses_a_pod_above_the_maximum(
     print(f"\nLimitRanger: {message}")
     assert f"maximum memory usage per Container is {maximum}" in message
     setup.api.create(pods, pod("fits", "1Gi"))
+
+
+def test_a_profile_using_every_pod_shape_field_round_trips_through_the_server(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """`floe cr | kubectl apply` (strict field validation) of a profile with extended resources, ephemeral
+    storage, affinity, priority class, topology spread, env_from, pod annotations and labels and extra
+    volumes: the CRD keeps every field (nothing pruned), the operator's PodTemplate is accepted by
+    kube-apiserver's own PodTemplate validation and contains the renderer's output, and resyncs leave it
+    untouched (the server's canonical form is not mistaken for a change)."""
+    platform = {
+        "version": 1,
+        "platform": {"name": "shape"},
+        "infrastructure": {"resource_profiles": {"gpu": pod_shape_profile()}},
+    }
+    source = tmp_path / "platform.yaml"
+    source.write_text(yaml.safe_dump(platform))
+    kubectl(setup.plane, "apply", "-f", "-", stdin=floe_cr("shape", setup.ns, source))
+    setup.wait_ready("shape", 60)
+    stored_profile = setup.fp("shape")["spec"]["infrastructure"]["resource_profiles"]["gpu"]
+    assert contains(stored_profile, pod_shape_profile()) == []
+    config = parse_platform(platform)
+    rendered = render_pod_templates(config, platform_name="shape", namespace=setup.ns)[0]
+    live = next(t for t in setup.templates() if t["metadata"]["name"] == "shape-gpu")
+    assert contains(live["template"], rendered["template"]) == []
+    spec = live["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["affinity"]["nodeAffinity"] == pod_shape_profile()["affinity"]["nodeAffinity"]
+    before = live["metadata"]["resourceVersion"]
+
+    def resyncs() -> int:
+        return setup.operator.log_path.read_text().count("Timer 'on_resync' succeeded")
+
+    seen = resyncs()
+    wait_for("two resyncs", lambda: True if resyncs() >= seen + 2 else None, 20)
+    after = next(t for t in setup.templates() if t["metadata"]["name"] == "shape-gpu")
+    assert after["metadata"]["resourceVersion"] == before

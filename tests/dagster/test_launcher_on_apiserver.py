@@ -53,6 +53,7 @@ from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_
 from testkit.controlplane.cluster import NODE_NAMES
 from testkit.faultproxy import Action, FaultProxy
 from testkit.faults import FaultInjector, FaultPlan, Rule
+from testkit.platforms import pod_shape_profile
 
 pytestmark = pytest.mark.slow  # each test applies the chart's objects and runs a Job on the control plane
 
@@ -98,11 +99,14 @@ def apiserver_job() -> None:
 defs = dg.Definitions(jobs=[apiserver_job])
 
 
-def helm_template(namespace: str, tmp_path: Path) -> list[dict[str, Any]]:
-    """The chart rendered by the real helm v4 into ``namespace`` with PLATFORM as its platform."""
+def helm_template(
+    namespace: str, tmp_path: Path, chart_values: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The chart rendered by the real helm v4 into ``namespace`` with PLATFORM as its platform, plus
+    ``chart_values``."""
     helm = shutil.which("helm") or str(ROOT / ".tools" / "bin" / "helm")
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"platform": PLATFORM}))
+    values.write_text(yaml.safe_dump({**(chart_values or {}), "platform": PLATFORM}))
     chart = ROOT / "charts" / "floe-platform"
     output = subprocess.run(
         [helm, "template", "floe", str(chart), "--namespace", namespace, "--values", str(values)],
@@ -235,15 +239,21 @@ def set_up_platform(
     tmp_path: Path,
     role_rules: list[dict[str, Any]] | None = None,
     via: FaultProxy | None = None,
+    *,
+    chart_values: dict[str, Any] | None = None,
+    extra_profiles: dict[str, Any] | None = None,
 ) -> Iterator[Platform]:
     """As admin: the restricted label, the chart's dagster ServiceAccount/Role/RoleBinding (the Role's rules
     replaced by ``role_rules`` when given), the operator's PodTemplates and guardrails. Then the chart's
-    run launcher with the ServiceAccount's token, talking to kube-apiserver through ``via`` if given."""
+    run launcher (rendered with ``chart_values``) with the ServiceAccount's token, talking to kube-apiserver
+    through ``via`` if given."""
     admin = plane.admin_api()
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         kubernetes.client.CoreV1Api(client).patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
-    dagster_yaml, rbac = _dagster_objects(helm_template(namespace, tmp_path))
-    config = load_platform_text(yaml.safe_dump(PLATFORM))
+    dagster_yaml, rbac = _dagster_objects(helm_template(namespace, tmp_path, chart_values))
+    platform: dict[str, Any] = json.loads(json.dumps(PLATFORM))
+    platform["infrastructure"]["resource_profiles"].update(extra_profiles or {})
+    config = load_platform_text(yaml.safe_dump(platform))
     for doc in rbac:
         body = {**doc, "rules": role_rules} if doc["kind"] == "Role" and role_rules is not None else doc
         admin.create(PATHS[doc["kind"]].format(ns=namespace), body)
@@ -549,3 +559,113 @@ def test_run_monitoring_does_not_fail_a_running_run_on_one_500_from_the_job_stat
     monitor_started_run(platform.instance, None, record, logging.getLogger(__name__))  # type: ignore[arg-type]
     assert plan.fired == {"job-status-500": 1}
     assert platform.run(run.run_id).status == DagsterRunStatus.STARTED
+
+
+def test_launcher_run_k8s_config_of_the_chart_reaches_the_job_and_its_pod(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """dagster.runLauncher.runK8sConfig (layer 1, below the profile's PodTemplate): kube-apiserver accepts
+    the Job with its TTL; the Priority admission plugin resolves the priority class on kcm's pod; the pod
+    has the values' envFrom, annotation and volume beside the profile's DuckDB temp volume; and kcm's
+    TTL-after-finished controller deletes the Job once kwok ends its pod."""
+    admin = control_plane.admin_api()
+    priority_class = f"floe-batch-{control_plane_namespace}"[:63]
+    admin.create(
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
+        {"metadata": {"name": priority_class}, "value": 1000, "description": "run pods of this test"},
+    )
+    chart_values = {
+        "dagster": {
+            "runLauncher": {
+                "runK8sConfig": {
+                    "containerConfig": {
+                        "envFrom": [{"secretRef": {"name": "warehouse-credentials"}}],
+                        "volumeMounts": [{"name": "dbt-profiles", "mountPath": "/opt/dbt/profiles"}],
+                    },
+                    "podSpecConfig": {
+                        "priorityClassName": priority_class,
+                        "volumes": [{"name": "dbt-profiles", "configMap": {"name": "dbt-profiles"}}],
+                    },
+                    "podTemplateSpecMetadata": {"annotations": {"floe.dev/test-layer": "launcher"}},
+                    "jobSpecConfig": {"ttlSecondsAfterFinished": 1},
+                }
+            }
+        }
+    }
+    try:
+        with set_up_platform(
+            control_plane, control_plane_namespace, tmp_path, chart_values=chart_values
+        ) as platform:
+            run = platform.launch("small", {"floe.dev/test-run-duration": "2s"})
+            assert platform.job(run)["spec"]["ttlSecondsAfterFinished"] == 1
+            pod = platform.pod_in_phase(run, "Running", "Succeeded")
+            assert (pod["spec"]["priorityClassName"], pod["spec"]["priority"]) == (priority_class, 1000)
+            assert pod["metadata"]["annotations"]["floe.dev/test-layer"] == "launcher"
+            container = _container(pod)
+            assert container["envFrom"] == [{"secretRef": {"name": "warehouse-credentials"}}]
+            mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+            assert mounts["dbt-profiles"] == "/opt/dbt/profiles"
+            volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+            assert volumes["dbt-profiles"]["configMap"]["name"] == "dbt-profiles"
+            assert mounts[_temp_volume_name(volumes)] == "/tmp/duckdb", "the profile's layer is kept"
+            # The profile (layer 2) still decides the resources.
+            assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+            ns = platform.namespace
+
+            def job_deleted() -> bool | None:
+                jobs = platform.admin.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]
+                return True if job_name(run) not in {job["metadata"]["name"] for job in jobs} else None
+
+            wait_for("kcm's TTL controller to delete the finished Job", job_deleted, 60)
+    finally:
+        admin.delete(f"/apis/scheduling.k8s.io/v1/priorityclasses/{priority_class}")
+
+
+def _temp_volume_name(volumes: dict[str, dict[str, Any]]) -> str:
+    """The profile's emptyDir for DuckDB spills (the only emptyDir with a size limit in a run pod)."""
+    return next(name for name, volume in volumes.items() if (volume.get("emptyDir") or {}).get("sizeLimit"))
+
+
+def test_a_profiles_pod_shape_reaches_the_run_pod(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """A profile using every pod-shape field (testkit.platforms.pod_shape_profile), launched through the
+    chart's launcher: kcm's Job controller creates the pod, admitted by PodSecurity ``restricted`` and the
+    Priority plugin (which resolves the priority class), with the profile's GPU and ephemeral storage,
+    affinity, spread, envFrom, volumes, annotations and labels. kwok nodes have no GPU, so the pod stays
+    Pending: the spec is what is shown, not a scheduled GPU run."""
+    admin = control_plane.admin_api()
+    profile = pod_shape_profile()
+    # Cluster-scoped: created once for the whole control plane, and kept for other test runs.
+    if (
+        admin.status_of("GET", f"/apis/scheduling.k8s.io/v1/priorityclasses/{profile['priority_class_name']}")
+        == 404
+    ):
+        admin.create(
+            "/apis/scheduling.k8s.io/v1/priorityclasses",
+            {"metadata": {"name": profile["priority_class_name"]}, "value": 500},
+        )
+    with set_up_platform(
+        control_plane, control_plane_namespace, tmp_path, extra_profiles={"gpu": profile}
+    ) as platform:
+        run = platform.launch("gpu")
+        pod = platform.pod_in_phase(run, "Pending", "Running")
+        spec, container = pod["spec"], _container(pod)
+        assert (spec["priorityClassName"], spec["priority"]) == ("batch-high", 500)
+        assert spec["affinity"] == profile["affinity"]
+        assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert container["resources"]["requests"]["ephemeral-storage"] == "5Gi"
+        assert container["envFrom"] == [
+            {"secretRef": {"name": "warehouse"}, "prefix": "WH_"},
+            {"configMapRef": {"name": "settings", "optional": True}},
+        ]
+        volumes = {volume["name"] for volume in spec["volumes"]}
+        assert {"dbt-profiles", "certs", "models", "scratch", "duckdb-temp"} <= volumes
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts["dbt-profiles"] == "/opt/dbt"
+        assert pod["metadata"]["annotations"]["example.com/owner"] == "ml-team"
+        assert pod["metadata"]["labels"]["team"] == "ml"
+        assert pod["metadata"]["labels"]["floe.dev/profile"] == "gpu"
+        env = {entry["name"]: entry.get("value") for entry in container["env"]}
+        assert env["DUCKDB_MEMORY_LIMIT"] == derived_memory_limit(4 * GiB), "DuckDB reads cpu and memory only"

@@ -107,6 +107,9 @@ class ServiceAccount(ValuesModel):
 class Service(ValuesModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = Field(ge=1, le=65535)
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
 
 
 class Component(ValuesModel):
@@ -130,6 +133,12 @@ class Component(ValuesModel):
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
+    pod_labels: dict[str, LabelValue] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
+    """Extra labels of the pods (never the chart's own app.kubernetes.io/* selector labels)."""
+    priority_class_name: SubdomainOrEmpty = ""
+    """PriorityClass of the pods; empty means the cluster default."""
 
 
 class Probe(ValuesModel):
@@ -139,6 +148,46 @@ class Probe(ValuesModel):
     failure_threshold: int = Field(default=3, ge=1)
 
 
+class ReadOnlyWebserver(ValuesModel):
+    """A second webserver Deployment and Service started with --read-only: it shows runs and assets but
+    cannot launch, cancel or change anything, for people who should only look."""
+
+    enabled: bool = False
+    replicas: int = Field(default=1, ge=0)
+    """Pods of the read-only webserver (same image, resources and settings as the webserver)."""
+
+
+class IngressHost(ValuesModel):
+    host: Annotated[str, Field(pattern=DNS_SUBDOMAIN.replace("^[a-z0-9]", "^([*][.])?[a-z0-9]", 1))]
+    """Host name, e.g. dagster.example.com (a leading `*.` for a wildcard)."""
+    path: Annotated[str, Field(pattern=r"^$|^/")] = ""
+    """Empty means webserver.pathPrefix, else /."""
+    path_type: Literal["Prefix", "Exact", "ImplementationSpecific"] = "Prefix"
+    read_only: bool = False
+    """Route this host to the read-only webserver (needs webserver.readOnly.enabled)."""
+
+
+class IngressTls(ValuesModel):
+    secret_name: SubdomainOrEmpty = ""
+    """The TLS Secret; empty lets the Ingress controller use its default certificate."""
+    hosts: list[str] = Field(default_factory=list)
+
+
+class Ingress(ValuesModel):
+    """An Ingress in front of the webserver (and, per host, the read-only webserver)."""
+
+    enabled: bool = False
+    class_name: SubdomainOrEmpty = ""
+    """IngressClass; empty means the cluster's default class."""
+    annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
+    """E.g. cert-manager.io/cluster-issuer."""
+    hosts: list[IngressHost] = Field(default_factory=list)
+    """At least one when enabled."""
+    tls: list[IngressTls] = Field(default_factory=list)
+
+
 class Webserver(Component):
     replicas: int = Field(default=1, ge=0)
     """Webserver pods (stateless; more than one needs a session-affine Ingress for the UI)."""
@@ -146,12 +195,41 @@ class Webserver(Component):
     """Service in front of the UI and GraphQL API, on this port."""
     path_prefix: str = ""
     """Serve the UI below this path, e.g. /dagster."""
+    read_only: ReadOnlyWebserver = ReadOnlyWebserver()
+    ingress: Ingress = Ingress()
 
 
 class Daemon(Component):
     liveness_probe: Probe
     """The daemon's liveness check reads heartbeats from Postgres, which takes more than Kubernetes'
     1-second default; a short timeout crash-loops a healthy daemon."""
+
+
+class LocationServiceAccount(ValuesModel):
+    name: SubdomainOrEmpty = ""
+    """An existing ServiceAccount for this location's code server, which then gets its token (e.g. for
+    IRSA); empty means none, and no token."""
+
+
+class CodeLocation(ValuesModel):
+    """One code location: a gRPC code server of its own. Unset keys take userCode's."""
+
+    name: Annotated[str, Field(pattern=NAME, max_length=40)]
+    """Location name in the workspace, and part of its Deployment and Service names."""
+    module: str = ""
+    """Python module holding the Definitions (`-m`); or give args."""
+    args: list[str] = Field(default_factory=list)
+    """Arguments of `dagster code-server start` that say what to load, e.g. [--package-name, acme]; used
+    instead of module."""
+    image: Image | None = None
+    """Image of the code server and of this location's runs; null means userCode.image."""
+    replicas: int | None = Field(default=None, ge=0)
+    """Code server pods; null means userCode.replicas."""
+    resources: ContainerResources | None = None
+    """Null means userCode.resources."""
+    env: list[KubeObject] = Field(default_factory=list)
+    """Extra env entries of this location, after userCode.extraEnv."""
+    service_account: LocationServiceAccount = LocationServiceAccount()
 
 
 class UserCode(Component):
@@ -163,6 +241,26 @@ class UserCode(Component):
     """Name of the code location in the workspace."""
     module: str = "floe_demo.definitions"
     """Python module holding the Definitions."""
+    locations: list[CodeLocation] = Field(default_factory=list)
+    """Several code locations, each its own Deployment and Service, all listed in the workspace; empty
+    means the one location above (locationName, module)."""
+
+
+class RunK8sConfig(ValuesModel):
+    """Kubernetes config of every run Job: layer 1 of the launcher's four, below the profile's
+    PodTemplate, the code location and the run's dagster-k8s/config tag. Each part is passed through
+    verbatim to dagster-k8s (Kubernetes field names, snake_case or camelCase)."""
+
+    container_config: KubeObject = Field(default_factory=dict)
+    """The run container, e.g. {envFrom: [{secretRef: {name: warehouse}}], volumeMounts: [...]}."""
+    pod_template_spec_metadata: KubeObject = Field(default_factory=dict)
+    """Labels and annotations of the run pod."""
+    pod_spec_config: KubeObject = Field(default_factory=dict)
+    """The run pod's spec, e.g. {priorityClassName: batch, volumes: [...]}."""
+    job_metadata: KubeObject = Field(default_factory=dict)
+    """Labels and annotations of the run Job."""
+    job_spec_config: KubeObject = Field(default_factory=dict)
+    """The run Job's spec, e.g. {ttlSecondsAfterFinished: 3600} (dagster-k8s' default is one day)."""
 
 
 class RunLauncher(ValuesModel):
@@ -177,11 +275,40 @@ class RunLauncher(ValuesModel):
     """How long the launcher reuses a PodTemplate it has read."""
     fail_pod_on_run_failure: bool = True
     """Exit the run pod non-zero when the run fails, so Kubernetes records the failure."""
+    run_k8s_config: RunK8sConfig = Field(default_factory=RunK8sConfig, alias="runK8sConfig")
+
+
+class TagValueGroup(ValuesModel):
+    """A tag limit's value as a group: the limit applies to each distinct value of the key."""
+
+    apply_limit_per_unique_value: bool
+    """true: at most `limit` runs per distinct value of the tag."""
+
+
+class TagConcurrencyLimit(ValuesModel):
+    """At most `limit` runs in progress that carry the tag `key` (with `value`, when given)."""
+
+    key: Annotated[str, Field(min_length=1)]
+    """Run tag key, e.g. floe/resource-profile."""
+    value: str | TagValueGroup | None = None
+    """A tag value; absent: every value of the key counts together; {applyLimitPerUniqueValue: true}:
+    the limit applies per distinct value."""
+    limit: int = Field(ge=0)
+    """Runs in progress at most."""
 
 
 class RunCoordinator(ValuesModel):
     max_concurrent_runs: int = Field(default=10, ge=-1)
     """-1 means unlimited."""
+    tag_concurrency_limits: list[TagConcurrencyLimit] = Field(default_factory=list)
+    """Limits on runs in progress by run tag, e.g. [{key: floe/resource-profile, value: transform,
+    limit: 2}]."""
+    dequeue_interval_seconds: int | None = Field(default=None, ge=1)
+    """How often the daemon dequeues runs; null means Dagster's default."""
+    dequeue_use_threads: bool = False
+    """Launch dequeued runs in worker threads, so one slow launch does not hold up the queue."""
+    dequeue_num_workers: int | None = Field(default=None, ge=1)
+    """Worker threads with dequeueUseThreads; null means Dagster's default."""
 
 
 class RunMonitoring(ValuesModel):
@@ -195,6 +322,34 @@ class RunMonitoring(ValuesModel):
     """0 means no limit."""
     poll_interval_seconds: int = Field(default=120, ge=1)
     """How often the daemon checks run pods."""
+    max_resume_run_attempts: int = Field(default=0, ge=0)
+    """Times the daemon relaunches a run whose run pod died (a new Job, resuming the steps left);
+    0 fails the run instead."""
+    free_slots_after_run_end_seconds: int = Field(default=0, ge=0)
+    """Free the op concurrency slots a finished run still holds after this time; 0 means never."""
+
+
+TickPurgeDays = int | dict[Literal["skipped", "success", "failure", "started"], int]
+
+
+class TickRetentionOf(ValuesModel):
+    purge_after_days: TickPurgeDays
+    """Days to keep ticks: one number for every status, or per status (skipped, success, failure,
+    started); -1 keeps them for ever."""
+
+
+class TickRetention(ValuesModel):
+    """How long the daemon keeps schedule, sensor and auto-materialize ticks."""
+
+    enabled: bool = False
+    """Write the retention section; off means Dagster's defaults."""
+    schedule: TickRetentionOf = TickRetentionOf(purge_after_days=-1)
+    sensor: TickRetentionOf = TickRetentionOf(
+        purge_after_days={"skipped": 7, "success": -1, "failure": -1, "started": -1}
+    )
+    auto_materialize: TickRetentionOf = TickRetentionOf(
+        purge_after_days={"skipped": 7, "success": -1, "failure": -1, "started": -1}
+    )
 
 
 class StepJobs(ValuesModel):
@@ -214,6 +369,10 @@ class Dagster(ValuesModel):
     run_launcher: RunLauncher = RunLauncher()
     run_coordinator: RunCoordinator = RunCoordinator()
     run_monitoring: RunMonitoring = RunMonitoring()
+    retention: TickRetention = TickRetention()
+    additional_instance_config: KubeObject = Field(default_factory=dict)
+    """More dagster.yaml sections, written verbatim (e.g. `code_servers`, `concurrency`, `sensors`); a
+    section the chart writes itself is refused: set it through its own value."""
     telemetry: bool = False
     """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()
@@ -334,6 +493,34 @@ class Tests(ValuesModel):
     """Of the `helm test` pod."""
 
 
+class PodDisruptionBudget(ValuesModel):
+    """PodDisruptionBudgets for the Deployments that run more than one replica (webserver, read-only
+    webserver, code servers); one replica gets none, so that draining a node is never blocked."""
+
+    enabled: bool = True
+    max_unavailable: int = Field(default=1, ge=1)
+    """Pods of one Deployment a voluntary disruption (a node drain) may take down at once."""
+
+
+class NetworkPolicy(ValuesModel):
+    """NetworkPolicies that allow only the platform's own flows: runs, webserver, daemon and code servers
+    to the database and S3; webserver and daemon to the code servers; DNS; the API server for the
+    components that call it. Needs a network plugin that enforces NetworkPolicy."""
+
+    enabled: bool = False
+    webserver_from: list[KubeObject] = Field(default_factory=list)
+    """NetworkPolicy peers allowed to reach the webserver (e.g. the Ingress controller's namespace);
+    empty allows every source."""
+    api_server_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    """Where the Kubernetes API server is (kubectl get endpoints kubernetes); narrow it when you can."""
+    api_server_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=lambda: [443, 6443])
+    """Ports of the API server (the Service port 443, and the endpoints' port)."""
+    dns_namespace: NameOrEmpty = "kube-system"
+    """Namespace of the cluster DNS."""
+    external_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    """Where an external database or S3 is (their ports only)."""
+
+
 class ChartValues(ValuesModel):
     """values.yaml of charts/floe-platform."""
 
@@ -346,6 +533,16 @@ class ChartValues(ValuesModel):
     """Replaces <release>-<chart> as the prefix of every object name."""
     image_pull_secrets: list[KubeObject] = Field(default_factory=list)
     """Secrets for private registries, e.g. [{name: my-registry}], used by every pod."""
+    common_labels: dict[str, LabelValue] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
+    """Labels added to every object the chart renders (and their pods)."""
+    common_annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
+    """Annotations added to every object the chart renders."""
+    pod_disruption_budget: PodDisruptionBudget = PodDisruptionBudget()
+    network_policy: NetworkPolicy = NetworkPolicy()
     webserver: Webserver
     daemon: Daemon
     user_code: UserCode

@@ -39,6 +39,7 @@ app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/part-of: floe-platform
 helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
+{{- include "floe.commonLabels" $root }}
 {{- end }}
 
 {{/* Images of this project: call with (list $ .Values.webserver.image). An empty tag means the appVersion. */}}
@@ -79,6 +80,9 @@ tolerations:
 {{- with .affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
 {{- end }}
 {{- end }}
 
@@ -344,6 +348,12 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- $services := list }}
 {{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.localstack.bucketJob .Values.operator .Values.tests }}
 {{- with pick (dig "resources" "limits" dict $component) "cpu" "memory" }}
+{{- $services = append $services . }}
+{{- end }}
+{{- end }}
+{{- /* Code locations with resources of their own (userCode.locations[].resources). */}}
+{{- range $location := .Values.userCode.locations }}
+{{- with pick (dig "resources" "limits" dict $location) "cpu" "memory" }}
 {{- $services = append $services . }}
 {{- end }}
 {{- end }}

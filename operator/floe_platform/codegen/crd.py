@@ -32,6 +32,7 @@ from floe_platform.config.quantity import MAX_QUANTITY_LENGTH, QUANTITY_PATTERN
 _DROPPED_KEYWORDS = frozenset({"title", "examples", "default", "$defs", "$schema", "$id"})
 _QUANTITY_ANY_OF = QUANTITY_JSON_SCHEMA["anyOf"]
 _VERSION_ENUM = ["1", 1]
+_PRESERVE = "x-kubernetes-preserve-unknown-fields"
 
 
 def floe_platform_crd() -> dict[str, Any]:
@@ -189,21 +190,35 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return _with_description(_nullable(node["anyOf"], defs), node)
     converted: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROPPED_KEYWORDS or (key == "additionalProperties" and value is False):
-            continue
-        if key == "propertyNames":  # not in a structural schema: the key rule becomes CEL
-            converted["x-kubernetes-validations"] = [_keys_rule(value)]
-        elif key == "properties":
-            converted[key] = {name: _convert(child, defs) for name, child in value.items()}
-        elif key in ("additionalProperties", "items"):
-            converted[key] = _convert(value, defs)
-        elif key == "const":
-            converted["enum"] = [value]
-        else:
-            converted[key] = value
-    if "properties" in converted or "additionalProperties" in converted:
+        converted.update(_keyword(key, value, defs))
+    if "properties" in converted or "additionalProperties" in converted or _PRESERVE in converted:
         converted.setdefault("type", "object")
     return _with_description(converted, node)
+
+
+def _keyword(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """One keyword of a schema node, as the structural schema says it (nothing, if it has no place)."""
+    if key in _DROPPED_KEYWORDS:
+        return {}
+    if key == "additionalProperties":
+        return _additional_properties(value, defs)
+    if key == "propertyNames":  # not in a structural schema: the key rule becomes CEL
+        return {"x-kubernetes-validations": [_keys_rule(value)]}
+    if key == "properties":
+        return {key: {name: _convert(child, defs) for name, child in value.items()}}
+    if key == "items":
+        return {key: _convert(value, defs)}
+    return {"enum": [value]} if key == "const" else {key: value}
+
+
+def _additional_properties(value: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    if value is False:  # closed objects are the structural default
+        return {}
+    if value is True:
+        # A Kubernetes object passed through verbatim (a profile's affinity): the API server validates it
+        # where it lands, in the PodTemplate.
+        return {_PRESERVE: True}
+    return {"additionalProperties": _convert(value, defs)}
 
 
 def _nullable(options: list[dict[str, Any]], defs: dict[str, Any]) -> dict[str, Any]:

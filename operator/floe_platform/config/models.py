@@ -218,6 +218,9 @@ class Resources(StrictModel):
     """CPU in cores or millicores, e.g. 1000m or 2."""
     memory: Quantity
     """Memory in bytes with a suffix, e.g. 4Gi."""
+    # An absent key is how YAML says "none" (a structural schema cannot express a nullable int-or-string).
+    ephemeral_storage: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """Node-local disk (container writes and logs, not the DuckDB temp volume), e.g. 20Gi."""
 
     def cpu_cores(self) -> Decimal:
         return parse_quantity(self.cpu)
@@ -255,6 +258,100 @@ class Toleration(StrictModel):
         return self
 
 
+# An extended resource is domain-qualified and outside kubernetes.io (Kubernetes' own rule).
+EXTENDED_RESOURCE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+TEMP_VOLUME = "duckdb-temp"
+_AFFINITY_KINDS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+_SPREAD_REQUIRED = ("maxSkew", "topologyKey", "whenUnsatisfiable")
+_RESERVED_LABEL_PREFIXES = ("floe.dev/", "app.kubernetes.io/")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise value_error(
+            f"{shown(value)} is not a valid Kubernetes name (lowercase letters, digits, '-' and '.')"
+        )
+    return value
+
+
+def _extended_resource(value: str) -> str:
+    if len(value) > LABEL_KEY_MAX or not EXTENDED_RESOURCE.fullmatch(value):
+        raise value_error(
+            f"{shown(value)} is not an extended resource name such as nvidia.com/gpu (domain/name)"
+        )
+    if value.split("/", 1)[0].endswith("kubernetes.io"):
+        raise value_error(
+            f"{shown(value)} is in the kubernetes.io domain; extended resources are a vendor's, "
+            "e.g. nvidia.com/gpu"
+        )
+    return value
+
+
+ExtendedResourceName = Annotated[str, AfterValidator(_extended_resource)]
+SubdomainName = Annotated[
+    str,
+    AfterValidator(_subdomain),
+    WithJsonSchema({"type": "string", "pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253}),
+]
+
+
+class EnvFrom(StrictModel):
+    """One Secret or ConfigMap whose keys become env variables of the run container."""
+
+    secret: SubdomainName | None = None
+    """Name of a Secret (set this or config_map)."""
+    config_map: SubdomainName | None = None
+    """Name of a ConfigMap (set this or secret)."""
+    prefix: EnvName | None = None
+    """Put before every variable name, e.g. WAREHOUSE_."""
+    optional: bool = False
+    """Start the pod even when the Secret or ConfigMap does not exist."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFrom:
+        if (self.secret is None) == (self.config_map is None):
+            raise value_error("set exactly one of secret or config_map")
+        return self
+
+
+class ExtraVolume(StrictModel):
+    """A volume mounted into the run container: exactly one of secret, config_map,
+    persistent_volume_claim or empty_dir_size."""
+
+    name: KubernetesName
+    """Volume name in the pod."""
+    mount_path: str
+    """Absolute path in the run container."""
+    read_only: bool = False
+    secret: SubdomainName | None = None
+    """Name of a Secret to mount."""
+    config_map: SubdomainName | None = None
+    """Name of a ConfigMap to mount."""
+    persistent_volume_claim: SubdomainName | None = None
+    """Name of a PersistentVolumeClaim to mount."""
+    empty_dir_size: Annotated[Quantity | None, WithJsonSchema(QUANTITY_JSON_SCHEMA)] = None
+    """An empty scratch directory of at most this size."""
+
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not path.startswith("/") or ".." in path.split("/") or len(path) > 4096 or not path.isprintable():
+            raise value_error(f"{shown(path)} must be an absolute path such as /opt/dbt/profiles")
+        return path
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExtraVolume:
+        sources = [self.secret, self.config_map, self.persistent_volume_claim, self.empty_dir_size]
+        if sum(source is not None for source in sources) != 1:
+            raise value_error(
+                "set exactly one of secret, config_map, persistent_volume_claim or empty_dir_size"
+            )
+        return self
+
+
 class ResourceProfile(StrictModel):
     """What a Dagster run pod of this profile gets: resources, env, placement and DuckDB spill space."""
 
@@ -281,6 +378,42 @@ class ResourceProfile(StrictModel):
     temp_volume_size: Quantity = "10Gi"
     """Size limit of the emptyDir volume mounted at DUCKDB_TEMP_DIRECTORY, where DuckDB spills."""
 
+    # Pod shape beyond CPU and memory (kept together: extended resources, placement, env sources,
+    # metadata, volumes). DuckDB's derivation reads only limits.cpu and limits.memory.
+    extended_resources: dict[ExtendedResourceName, Quantity] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(EXTENDED_RESOURCE, LABEL_KEY_MAX),
+    )
+    """Device-plugin resources in whole units, e.g. nvidia.com/gpu: 1; set as both request and limit
+    (Kubernetes allows no overcommit of them)."""
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    """Kubernetes affinity of the run pod, written as in a pod spec (nodeAffinity, podAffinity,
+    podAntiAffinity); the API server validates it when the operator applies the PodTemplate."""
+    priority_class_name: Annotated[str, AfterValidator(_subdomain)] | None = None
+    """PriorityClass of the run pod, e.g. batch-high."""
+    topology_spread_constraints: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=MAX_TOLERATIONS
+    )
+    """Kubernetes topologySpreadConstraints of the run pod, written as in a pod spec (maxSkew,
+    topologyKey, whenUnsatisfiable, labelSelector)."""
+    env_from: list[EnvFrom] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
+    """Secrets and ConfigMaps whose keys become env variables of the run container."""
+    annotations: dict[LabelKeyKey, str] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX),
+    )
+    """Annotations of the run pod."""
+    labels: dict[LabelKeyKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX),
+    )
+    """Labels of the run pod (floe.dev/* and app.kubernetes.io/* stay the platform's)."""
+    volumes: list[ExtraVolume] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
+    """Volumes mounted into the run container besides DuckDB's temp volume."""
+
     @field_validator("limits")
     @classmethod
     def _requests_within_limits(cls, limits: Resources, info: ValidationInfo) -> Resources:
@@ -302,6 +435,73 @@ class ResourceProfile(StrictModel):
                     f"requests.{resource}",
                 )
         return limits
+
+    @field_validator("extended_resources")
+    @classmethod
+    def _whole_units(cls, resources: dict[str, str]) -> dict[str, str]:
+        for name, amount in resources.items():
+            value = parse_quantity(amount)
+            if value != value.to_integral_value() or value < 1:
+                raise field_error((name,), f"{shown(amount)} is not a whole number of devices; use e.g. 1")
+        return resources
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity_kinds(cls, affinity: dict[str, Any]) -> dict[str, Any]:
+        for key in affinity:
+            if key not in _AFFINITY_KINDS:
+                raise field_error(
+                    (key,), f"is not a kind of affinity; use {', '.join(_AFFINITY_KINDS)} (as in a pod spec)"
+                )
+        return affinity
+
+    @field_validator("topology_spread_constraints")
+    @classmethod
+    def _spread_fields(cls, constraints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, constraint in enumerate(constraints):
+            missing = [key for key in _SPREAD_REQUIRED if key not in constraint]
+            if missing:
+                raise field_error(
+                    (index,),
+                    f"needs {', '.join(missing)} (as in a pod spec, e.g. maxSkew: 1, "
+                    "topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway)",
+                )
+        return constraints
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_the_platforms(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if key.startswith(_RESERVED_LABEL_PREFIXES):
+                raise field_error(
+                    (key,), "floe.dev/* and app.kubernetes.io/* labels are the platform's; use another key"
+                )
+        return labels
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_distinct(cls, volumes: list[ExtraVolume]) -> list[ExtraVolume]:
+        names: set[str] = {TEMP_VOLUME}
+        for index, volume in enumerate(volumes):
+            if volume.name in names:
+                raise field_error(
+                    (index, "name"),
+                    f"{shown(volume.name)} is used twice (or is DuckDB's {TEMP_VOLUME!r}); give each volume "
+                    "its own name",
+                )
+            names.add(volume.name)
+        return volumes
+
+    @model_validator(mode="after")
+    def _ephemeral_storage_within_limit(self) -> ResourceProfile:
+        requested, limit = self.requests.ephemeral_storage, self.limits.ephemeral_storage
+        if requested is not None and limit is not None and parse_quantity(requested) > parse_quantity(limit):
+            raise field_error(
+                ("limits", "ephemeral_storage"),
+                f"limit {limit} is below the request {requested}; raise the limit or lower "
+                "requests.ephemeral_storage",
+            )
+        return self
 
     @field_validator("env")
     @classmethod

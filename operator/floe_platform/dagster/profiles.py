@@ -90,6 +90,8 @@ def template_to_k8s_config(pod_template: Mapping[str, Any]) -> dict[str, Any]:
             "nodeSelector",
             "tolerations",
             "affinity",
+            "priorityClassName",
+            "topologySpreadConstraints",
         )
         if key in spec
     }
@@ -100,6 +102,8 @@ def template_to_k8s_config(pod_template: Mapping[str, Any]) -> dict[str, Any]:
         for key, value in (pod_template["metadata"].get("annotations") or {}).items()
         if key == HASH_ANNOTATION
     }
+    # The profile's own pod annotations (template.metadata), then the profile hash.
+    annotations = dict(template_metadata.get("annotations") or {}) | annotations
     pod_metadata: dict[str, Any] = {"labels": labels}
     if annotations:
         pod_metadata["annotations"] = annotations

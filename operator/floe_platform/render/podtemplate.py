@@ -13,7 +13,15 @@ import json
 from typing import Any
 
 from floe_platform import __version__
-from floe_platform.config.models import PlatformConfig, ResourceProfile, Toleration
+from floe_platform.config.models import (
+    TEMP_VOLUME,
+    EnvFrom,
+    ExtraVolume,
+    PlatformConfig,
+    ResourceProfile,
+    Resources,
+    Toleration,
+)
 from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
 
 CONTAINER_NAME = "dagster"
@@ -21,7 +29,7 @@ RUN_IMAGE = f"floe-platform/user-code:{__version__}"
 """The API server requires an image in a PodTemplate's containers. Dagster decides the run's real image (the
 code location's), and the run launcher never copies this one; it is the user-code image of this release so
 that the template is also runnable as it stands."""
-TEMP_VOLUME_NAME = "duckdb-temp"
+TEMP_VOLUME_NAME = TEMP_VOLUME
 PROFILE_LABEL = "floe.dev/profile"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "floe-platform"
@@ -78,16 +86,70 @@ def _toleration(toleration: Toleration) -> dict[str, Any]:
     return rendered
 
 
+def _amounts(resources: Resources, extended: dict[str, str]) -> dict[str, str]:
+    """A container's requests or limits: CPU, memory, ephemeral storage if given, extended resources."""
+    amounts = {"cpu": resources.cpu, "memory": resources.memory}
+    if resources.ephemeral_storage is not None:
+        amounts["ephemeral-storage"] = resources.ephemeral_storage
+    return amounts | extended
+
+
+def _env_from(source: EnvFrom) -> dict[str, Any]:
+    reference: dict[str, Any] = {"name": source.secret or source.config_map}
+    if source.optional:
+        reference["optional"] = True
+    rendered: dict[str, Any] = {"secretRef" if source.secret else "configMapRef": reference}
+    if source.prefix:
+        rendered["prefix"] = source.prefix
+    return rendered
+
+
+def _volume(volume: ExtraVolume) -> dict[str, Any]:
+    if volume.secret is not None:
+        return {"name": volume.name, "secret": {"secretName": volume.secret}}
+    if volume.config_map is not None:
+        return {"name": volume.name, "configMap": {"name": volume.config_map}}
+    if volume.persistent_volume_claim is not None:
+        return {"name": volume.name, "persistentVolumeClaim": {"claimName": volume.persistent_volume_claim}}
+    return {"name": volume.name, "emptyDir": {"sizeLimit": volume.empty_dir_size}}
+
+
+def _volume_mount(volume: ExtraVolume) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume.name, "mountPath": volume.mount_path}
+    if volume.read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def _placement(profile: ResourceProfile) -> dict[str, Any]:
+    """Pod-spec fields of the profile's placement, only those it sets."""
+    placement: dict[str, Any] = {}
+    if profile.node_selector:
+        placement["nodeSelector"] = dict(profile.node_selector)
+    if profile.tolerations:
+        placement["tolerations"] = [_toleration(toleration) for toleration in profile.tolerations]
+    if profile.affinity:
+        placement["affinity"] = profile.affinity
+    if profile.priority_class_name:
+        placement["priorityClassName"] = profile.priority_class_name
+    if profile.topology_spread_constraints:
+        placement["topologySpreadConstraints"] = list(profile.topology_spread_constraints)
+    return placement
+
+
 def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
-    container = {
+    container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": RUN_IMAGE,
         "resources": {
-            "requests": {"cpu": profile.requests.cpu, "memory": profile.requests.memory},
-            "limits": {"cpu": profile.limits.cpu, "memory": profile.limits.memory},
+            "requests": _amounts(profile.requests, dict(profile.extended_resources)),
+            "limits": _amounts(profile.limits, dict(profile.extended_resources)),
         },
         "env": container_env(profile),
-        "volumeMounts": [{"name": TEMP_VOLUME_NAME, "mountPath": temp_directory}],
+        "volumeMounts": [
+            {"name": TEMP_VOLUME_NAME, "mountPath": temp_directory},
+            *(_volume_mount(volume) for volume in profile.volumes),
+        ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -106,13 +168,14 @@ def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": TEMP_VOLUME_NAME, "emptyDir": {"sizeLimit": profile.temp_volume_size}}],
+        "volumes": [
+            {"name": TEMP_VOLUME_NAME, "emptyDir": {"sizeLimit": profile.temp_volume_size}},
+            *(_volume(volume) for volume in profile.volumes),
+        ],
     }
-    if profile.node_selector:
-        spec["nodeSelector"] = dict(profile.node_selector)
-    if profile.tolerations:
-        spec["tolerations"] = [_toleration(toleration) for toleration in profile.tolerations]
-    return spec
+    if profile.env_from:
+        container["envFrom"] = [_env_from(source) for source in profile.env_from]
+    return spec | _placement(profile)
 
 
 def render_pod_template(
@@ -133,11 +196,14 @@ def render_pod_template(
     temp_directory = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(), profile.env)[
         TEMP_DIRECTORY
     ]
+    pod_metadata: dict[str, Any] = {"labels": dict(profile.labels) | labels}
+    if profile.annotations:
+        pod_metadata["annotations"] = dict(profile.annotations)
     return {
         "apiVersion": "v1",
         "kind": "PodTemplate",
         "metadata": metadata,
-        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(profile, temp_directory)},
+        "template": {"metadata": pod_metadata, "spec": _pod_spec(profile, temp_directory)},
     }
 
 
