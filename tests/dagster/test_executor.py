@@ -65,7 +65,11 @@ def test_the_executor_takes_exactly_the_stock_executors_config() -> None:
     assert profile_k8s_job_executor.name == STEP_EXECUTOR_NAME
 
 
+@pytest.mark.slow  # parses the demo's dbt project when its manifest is missing or stale
 def test_the_demo_per_step_job_runs_python_on_small_and_dbt_on_transform() -> None:
+    from floe_demo.project import ensure_manifest
+
+    ensure_manifest()  # importing the demo's definitions needs the manifest, as in `make demo`
     from floe_demo.definitions import defs as demo_defs
 
     job = demo_defs.resolve_job_def("per_step_job")
