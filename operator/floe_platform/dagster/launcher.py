@@ -15,6 +15,15 @@ The profile is chosen by the run tag ``floe/resource-profile``, else the job's t
 run's assets (``op_tags``), else ``default_profile``. An unknown profile fails the launch before any Job
 is created, with the list of profiles that exist. A run pod killed for memory fails the run with one
 sentence naming the profile and its limit (hooked into run-worker health checks and debug info).
+
+Escalation on OOM (see ``escalation``): when the OOM-killed run's profile has ``escalate_to``, the health
+check marks the run ``floe/oom-killed`` and makes sure ``dagster/max_retries`` leaves it a retry; Dagster's
+own run retries then re-execute it, and this launcher launches that retry on the profile one rung up.
+
+Launch cost: the run's config is planned once per launch (``launch_run`` hands its plan to the stock
+code's ``get_container_context_for_run`` call), and the profile's record goes into the stock "Creating
+Kubernetes run worker job" event instead of an event of its own. Health checks, debug info and terminate
+only need the Job's namespace, which no profile sets, so they skip the profile.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,10 +44,22 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._core.storage.tags import MAX_RETRIES_TAG, PARENT_RUN_ID_TAG
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_job_name_from_run_id
 from dagster_k8s.launcher import K8sRunLauncher
 
+from floe_platform.dagster.escalation import (
+    LADDER_TAG,
+    Rung,
+    climbed_ladder,
+    describe_ladder,
+    escalation_target,
+    format_ladder,
+    parse_ladder,
+    retry_budget,
+    retry_sentence,
+)
 from floe_platform.dagster.profiles import (
     MEMORY_LIMIT_TAG,
     PROFILE_TAG,
@@ -108,6 +130,7 @@ _config_from_dict: Callable[[Mapping[str, Any]], UserDefinedDagsterK8sConfig] = 
 )
 _job_name: Callable[..., str] = get_job_name_from_run_id
 _stock_config_type: Callable[[], dict[str, Any]] = K8sRunLauncher.config_type
+_stock_terminate: Callable[[K8sRunLauncher, str], bool] = K8sRunLauncher.terminate
 
 
 class TemplateStore:
@@ -212,6 +235,9 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             profile_dir=profile_dir,
             cache_seconds=profile_cache_seconds,
         )
+        # What each run being launched (or health-checked) gets, by run id, while that call runs: the stock
+        # code asks get_container_context_for_run for it, and planning twice costs launch time.
+        self._in_flight: dict[str, _InFlight] = {}
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -227,20 +253,28 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
     # Launch: resolve the profile first, so an unknown one fails before any Job exists.
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        launch = self.plan_launch(context.dagster_run)
-        super().launch_run(context)
+        run = context.dagster_run
+        escalation = self.escalation_of(run)
+        launch = self.plan_launch(run, escalation.choice if escalation else None)
+        with self._in_flight_while(run, launch, escalation):
+            super().launch_run(context)
         if launch is not None:
-            self._record_profile(context.dagster_run, launch)
+            self._record_tags(run, launch, escalation, launched=True)
 
     def resume_run(self, context: ResumeRunContext) -> None:
-        launch = self.plan_launch(context.dagster_run)
-        super().resume_run(context)
+        run = context.dagster_run
+        launch = self.plan_launch(run)
+        with self._in_flight_while(run, launch, None):
+            super().resume_run(context)
         if launch is not None:
-            self._record_profile(context.dagster_run, launch)
+            self._record_tags(run, launch, None, launched=False)
 
-    def plan_launch(self, run: DagsterRun) -> ProfileLaunch | None:
-        """The run's ``ProfileLaunch``; None when no profile applies, ``ProfileError`` for an unknown one."""
-        resolved = self.resolve_profile(run)
+    def plan_launch(self, run: DagsterRun, choice: ProfileChoice | None = None) -> ProfileLaunch | None:
+        """The run's ``ProfileLaunch``; None when no profile applies, ``ProfileError`` for an unknown one.
+
+        ``choice`` overrides the run's own tags (an escalated retry).
+        """
+        resolved = self.resolve_profile(run, choice)
         if resolved is None:
             return None
         user_layers = K8sContainerContext.create_for_run(
@@ -250,11 +284,12 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         )
         return profile_launch(run, self, resolved, user_layers)
 
-    def resolve_profile(self, run: DagsterRun) -> ResolvedProfile | None:
+    def resolve_profile(self, run: DagsterRun, choice: ProfileChoice | None = None) -> ResolvedProfile | None:
         """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
-        # The job snapshot is read (and deserialized) only when the run tag does not already decide.
-        job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
-        choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
+        if choice is None:
+            # The job snapshot is read (and deserialized) only when the run tag does not already decide.
+            job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
+            choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
         if choice is None:
             return None
         name = template_name(self.platform_name, choice.name)
@@ -269,6 +304,24 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             )
         return ResolvedProfile(choice, template)
 
+    def escalation_of(self, run: DagsterRun) -> Escalation | None:
+        """The escalation this run is, if it re-executes a run that was OOMKilled on a profile with
+        ``escalate_to`` (Dagster's auto-retry, or a re-execution that keeps the parent's tags)."""
+        parent_id = run.tags.get(PARENT_RUN_ID_TAG)
+        parent = self._instance.get_run_by_id(parent_id) if parent_id else None
+        if parent is None or parent.tags.get(OOM_TAG) != "true" or PROFILE_TAG not in parent.tags:
+            return None
+        parent_profile = parent.tags[PROFILE_TAG]
+        # Dagster copies the parent's tags; a different profile tag is one the user set for this run.
+        if run.tags.get(PROFILE_TAG, parent_profile) != parent_profile:
+            return None
+        template = self.templates.get(template_name(self.platform_name, parent_profile))
+        target = escalation_target(template) if template else None
+        if target is None:
+            return None
+        parent_rung = Rung(parent_profile, parent.tags.get(MEMORY_LIMIT_TAG) or "unknown")
+        return Escalation(parent.run_id, parent_rung, parent.tags.get(LADDER_TAG), target)
+
     def _job_and_op_tags(self, run: DagsterRun) -> tuple[Mapping[str, str], dict[str, Mapping[str, str]]]:
         snapshot = self._instance.get_job_snapshot(run.job_snapshot_id) if run.job_snapshot_id else None
         if snapshot is None:
@@ -278,6 +331,9 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
 
     def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
         """The same context ``launch_run`` gives the run pod, for every caller (launch, health, terminate)."""
+        in_flight = self._in_flight.get(dagster_run.run_id)
+        if in_flight is not None:
+            return in_flight.context
         try:
             launch = self.plan_launch(dagster_run)
         except ProfileError:
@@ -292,44 +348,108 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             return super().get_container_context_for_run(dagster_run)
         return launch.container_context
 
-    def _record_profile(self, run: DagsterRun, launch: ProfileLaunch) -> None:
-        choice = launch.resolved.choice
-        limits = launch.effective_limits
-        tags = {PROFILE_TAG: choice.name, **resource_tags(launch.effective_requests, limits)}
-        self._instance.add_run_tags(run.run_id, tags)
+    @contextmanager
+    def _in_flight_while(
+        self, run: DagsterRun, launch: ProfileLaunch | None, escalation: Escalation | None
+    ) -> Iterator[None]:
+        """Within the block, ``get_container_context_for_run(run)`` is ``launch``'s context, or the stock
+        one when ``launch`` is None (no profile, or a caller that only needs the namespace)."""
+        context = launch.container_context if launch else super().get_container_context_for_run(run)
+        self._in_flight[run.run_id] = _InFlight(context, launch, escalation)
+        try:
+            yield
+        finally:
+            self._in_flight.pop(run.run_id, None)
+
+    def _report_run_worker_creating(self, run: DagsterRun, job_name: str, namespace: str) -> None:
+        """The stock event, which names the profile (or the escalation) when the run has one."""
+        in_flight = self._in_flight.get(run.run_id)
+        if in_flight is None or in_flight.launch is None:
+            super()._report_run_worker_creating(run, job_name, namespace)
+            return
+        plan, escalation = in_flight.launch, in_flight.escalation
+        choice = plan.resolved.choice
+        limits = plan.effective_limits
         details = {
+            "Kubernetes Job name": job_name,
+            "Kubernetes Namespace": namespace,
+            "Run ID": run.run_id,
             "Profile": choice.name,
             "Chosen by": choice.source,
             "PodTemplate": template_name(self.platform_name, choice.name),
             "Limits": ", ".join(f"{key} {value}" for key, value in sorted(limits.items())),
         }
-        details.update({f"Recomputed {name}": value for name, value in launch.recomputed.items()})
-        self._instance.report_engine_event(
-            f"Launching on resource profile {choice.name!r} ({choice.source})",
-            run,
-            EngineEventData(details),
-            cls=self.__class__,
-        )
+        details.update({f"Recomputed {name}": value for name, value in plan.recomputed.items()})
+        if escalation is not None:
+            child = Rung(choice.name, limits.get("memory", "unknown"))
+            message = retry_sentence(escalation.parent_run_id, escalation.parent, child)
+            details["Escalation ladder"] = describe_ladder(escalation.ladder(child))
+        else:
+            message = (
+                f"Creating Kubernetes run worker job on resource profile {choice.name!r} ({choice.source})"
+            )
+        self._instance.report_engine_event(message, run, EngineEventData(details), cls=self.__class__)
 
-    # Health: name an OOM kill in one sentence instead of "K8s job failed".
+    def _record_tags(
+        self, run: DagsterRun, launch: ProfileLaunch, escalation: Escalation | None, *, launched: bool
+    ) -> None:
+        choice = launch.resolved.choice
+        limits = launch.effective_limits
+        tags = {PROFILE_TAG: choice.name, **resource_tags(launch.effective_requests, limits)}
+        if escalation is not None:
+            child = Rung(choice.name, limits.get("memory", "unknown"))
+            tags[LADDER_TAG] = format_ladder(escalation.ladder(child))
+        if launched and run.tags.get(OOM_TAG) == "true":
+            tags[OOM_TAG] = "false"  # copied from an OOM-killed parent by Dagster: not this run's
+        self._instance.add_run_tags(run.run_id, tags)
+
+    # Health: name an OOM kill in one sentence instead of "K8s job failed"; escalate it.
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        result: CheckRunHealthResult = super().check_run_worker_health(run)
+        with self._in_flight_while(run, None, None):
+            result: CheckRunHealthResult = super().check_run_worker_health(run)
         if result.status != WorkerStatus.FAILED:
             return result
         oom = self.oom_message(run)
         if oom:
-            self._instance.add_run_tags(run.run_id, {OOM_TAG: "true"})  # right-sizing counts OOM kills
+            self._mark_oom_killed(run)
         return CheckRunHealthResult(WorkerStatus.FAILED, oom) if oom else result
 
     def get_run_worker_debug_info(
         self, run: DagsterRun, include_container_logs: bool | None = True
     ) -> str | None:
-        debug_info = super().get_run_worker_debug_info(run, include_container_logs=include_container_logs)
+        with self._in_flight_while(run, None, None):
+            debug_info = super().get_run_worker_debug_info(run, include_container_logs=include_container_logs)
         oom = self.oom_message(run)
         if oom is None:
             return debug_info
         return f"{oom}\n{debug_info}" if debug_info else oom
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None:
+            return _stock_terminate(self, run_id)
+        with self._in_flight_while(run, None, None):
+            return _stock_terminate(self, run_id)
+
+    def _mark_oom_killed(self, run: DagsterRun) -> None:
+        """``floe/oom-killed``, and a retry in ``dagster/max_retries`` when the profile escalates (one write,
+        before run monitoring fails the run: Dagster decides on the retry from the tags at that moment)."""
+        tags = {OOM_TAG: "true"}  # right-sizing counts OOM kills, and the retry's launch escalates on it
+        if self._escalation_target(run) and self._instance.run_retries_enabled:
+            group = self._instance.get_run_group(run.run_id)
+            runs_in_group = len(list(group[1])) if group else 1
+            budget = retry_budget(
+                run.tags.get(MAX_RETRIES_TAG), self._instance.run_retries_max_retries, runs_in_group
+            )
+            if budget is not None:
+                tags[MAX_RETRIES_TAG] = budget
+        self._instance.add_run_tags(run.run_id, tags)
+
+    def _escalation_target(self, run: DagsterRun) -> str | None:
+        profile = run.tags.get(PROFILE_TAG)
+        template = self.templates.get(template_name(self.platform_name, profile)) if profile else None
+        return escalation_target(template) if template else None
 
     def oom_message(self, run: DagsterRun) -> str | None:
         """One sentence when a pod of this run's Job was OOMKilled, else None."""
@@ -350,8 +470,33 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             if (pod.metadata.labels or {}).get("job-name") != job_name:
                 continue
             if _was_oom_killed(pod):
-                return _oom_sentence(pod, run)
+                target = self._escalation_target(run)
+                return _oom_sentence(pod, run, target, self._instance.run_retries_enabled)
         return None
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    context: K8sContainerContext
+    launch: ProfileLaunch | None
+    escalation: Escalation | None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A retry of a run OOMKilled on ``parent``'s profile, launched on ``target``."""
+
+    parent_run_id: str
+    parent: Rung
+    parent_ladder: str | None
+    target: str
+
+    @property
+    def choice(self) -> ProfileChoice:
+        return ProfileChoice(self.target, f"escalation after OOM of run {self.parent_run_id}")
+
+    def ladder(self, child: Rung) -> list[Rung]:
+        return climbed_ladder(self.parent_ladder, self.parent, child)
 
 
 def _was_oom_killed(pod: Any) -> bool:
@@ -363,19 +508,33 @@ def _was_oom_killed(pod: Any) -> bool:
     return False
 
 
-def _oom_sentence(pod: Any, run: DagsterRun) -> str:
+def _oom_sentence(pod: Any, run: DagsterRun, target: str | None, retries_enabled: bool) -> str:
     profile = run.tags.get(PROFILE_TAG)
     memory = run.tags.get(MEMORY_LIMIT_TAG) or _pod_memory_limit(pod) or "unknown"
+    killed = f"Run worker pod {pod.metadata.name} was OOMKilled"
     if profile is None:
         return (
-            f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than its memory limit {memory}; "
+            f"{killed}: it used more than its memory limit {memory}; "
             f"run it on a larger resource profile with the run tag {PROFILE_TAG}."
         )
+    used = f"it used more than the memory limit {memory} of resource profile {profile!r}"
+    if target is not None and retries_enabled:
+        return f"{killed}: {used}, which escalates to {target!r}; Dagster's run retries run it again there."
+    if target is not None:
+        return (
+            f"{killed}: {used}, which escalates to {target!r}, but run_retries is not enabled in "
+            f"dagster.yaml, so it is not retried; enable run_retries, or run it on {target!r} with the run "
+            f"tag {PROFILE_TAG}."
+        )
+    ladder = parse_ladder(run.tags.get(LADDER_TAG))
+    tried = (
+        f", the top of the escalation ladder tried ({describe_ladder(ladder)})"
+        if len(ladder) > 1 and ladder[-1].profile == profile
+        else ""
+    )
     return (
-        f"Run worker pod {pod.metadata.name} was OOMKilled: it used more than the memory limit {memory} of "
-        f"resource profile {profile!r}; raise limits.memory of {profile!r} in platform.yaml, run it on a "
-        f"larger profile with the run tag {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills "
-        "sooner."
+        f"{killed}: {used}{tried}; raise limits.memory of {profile!r} in platform.yaml, run it on a larger "
+        f"profile with the run tag {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills sooner."
     )
 
 
