@@ -197,12 +197,25 @@ class RunMonitoring(ValuesModel):
     """How often the daemon checks run pods."""
 
 
+class RunRetries(ValuesModel):
+    """Dagster's run retries (the daemon re-executes failed runs); a profile's escalate_to needs them."""
+
+    enabled: bool = True
+    """Let the daemon retry failed runs; off, an OOM-killed run is never retried on a larger profile."""
+    max_retries: int = Field(default=0, ge=0)
+    """Retries of a run that sets no dagster/max_retries tag. 0: only OOM kills on a profile with
+    escalate_to are retried (the launcher gives those their retry)."""
+    retry_on_asset_or_op_failure: bool = True
+    """Also retry runs that failed because an op or asset raised (false: only crashed run workers)."""
+
+
 class Dagster(ValuesModel):
     """Instance settings that go into dagster.yaml."""
 
     run_launcher: RunLauncher = RunLauncher()
     run_coordinator: RunCoordinator = RunCoordinator()
     run_monitoring: RunMonitoring = RunMonitoring()
+    run_retries: RunRetries = RunRetries()
     telemetry: bool = False
     """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()
