@@ -388,7 +388,9 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             message = (
                 f"Creating Kubernetes run worker job on resource profile {choice.name!r} ({choice.source})"
             )
-        self._instance.report_engine_event(message, run, EngineEventData(details), cls=self.__class__)
+        # The escalation's sentence stands alone (no "[ProfileK8sRunLauncher]" prefix): it is the run's story.
+        cls = None if escalation is not None else self.__class__
+        self._instance.report_engine_event(message, run, EngineEventData(details), cls=cls)
 
     def _record_tags(
         self, run: DagsterRun, launch: ProfileLaunch, escalation: Escalation | None, *, launched: bool
