@@ -77,6 +77,9 @@ from floe_platform.usage.tags import OOM_TAG, resource_tags
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
 _NOT_FOUND = 404
+_NO_RUN = DagsterRun(job_name="floe-launcher-layer")
+"""A run without code location or tags: what create_for_run needs to give the launcher's layer alone."""
+_SNAPSHOT_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,23 @@ class ProfileLaunch:
 
 
 def profile_launch(
-    run: DagsterRun, launcher: K8sRunLauncher, resolved: ResolvedProfile, user_layers: K8sContainerContext
+    run: DagsterRun,
+    launcher: K8sRunLauncher,
+    resolved: ResolvedProfile,
+    user_layers: K8sContainerContext,
+    *,
+    launcher_layer: K8sContainerContext | None = None,
+    profile_layer: K8sContainerContext | None = None,
 ) -> ProfileLaunch:
     """The four config layers of a run on ``resolved``, merged, with DUCKDB_* settled: no API calls.
 
     Layers, lowest first: the launcher's own config, the profile's PodTemplate, then ``user_layers`` (the
-    code location's container context and the run's ``dagster-k8s/config`` tag, already validated).
+    code location's container context and the run's ``dagster-k8s/config`` tag, already validated). A
+    caller that keeps the first two (they depend only on the launcher and the template) may pass them in.
     """
     template = resolved.template
-    launcher_layer = K8sContainerContext.create_for_run(
-        run._replace(job_code_origin=None), launcher, include_run_tags=False
-    )
-    profile_layer = K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(template)))
+    launcher_layer = launcher_layer or launcher_context(launcher)
+    profile_layer = profile_layer or profile_context(template)
     merged = launcher_layer.merge(profile_layer).merge(user_layers)
     container_config = dict(merged.run_k8s_config.container_config)
     env, recomputed = settle_env(container_config, template)
@@ -122,6 +130,16 @@ def profile_launch(
     container_config.setdefault("command", list(RUN_WORKER_COMMAND))
     settled = merged.run_k8s_config._replace(container_config=container_config)
     return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, requests, recomputed)
+
+
+def launcher_context(launcher: K8sRunLauncher) -> K8sContainerContext:
+    """Layer 1: the launcher's own config, as dagster-k8s reads it (no run, no code location)."""
+    return K8sContainerContext.create_for_run(_NO_RUN, launcher, include_run_tags=False)
+
+
+def profile_context(pod_template: Mapping[str, Any]) -> K8sContainerContext:
+    """Layer 2: the profile's PodTemplate."""
+    return K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(pod_template)))
 
 
 # dagster-k8s leaves these untyped; typed aliases keep mypy --strict meaningful at the call sites.
@@ -238,6 +256,12 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         # What each run being launched (or health-checked) gets, by run id, while that call runs: the stock
         # code asks get_container_context_for_run for it, and planning twice costs launch time.
         self._in_flight: dict[str, _InFlight] = {}
+        # What launches repeat, kept: the launcher's layer (fixed by its config), each template's layer (for
+        # as long as the store returns the same template), and the tags in each job snapshot (a snapshot id
+        # is a hash of its content, so the entry never goes stale).
+        self._launcher_layer: K8sContainerContext | None = None
+        self._profile_layers: dict[str, tuple[dict[str, Any], K8sContainerContext]] = {}
+        self._snapshot_tags: dict[str, tuple[Mapping[str, str], dict[str, Mapping[str, str]]]] = {}
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -256,16 +280,26 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         run = context.dagster_run
         escalation = self.escalation_of(run)
         launch = self.plan_launch(run, escalation.choice if escalation else None)
-        with self._in_flight_while(run, launch, escalation):
-            super().launch_run(context)
+        with self._in_flight_while(run, launch, escalation) as in_flight:
+            try:
+                super().launch_run(context)
+            except BaseException:
+                if launch is not None and in_flight.job is not None:  # no Job: say which one and where
+                    self._report_profile_job(run, launch, escalation, in_flight.job, created=False)
+                raise
         if launch is not None:
             self._record_tags(run, launch, escalation, launched=True)
 
     def resume_run(self, context: ResumeRunContext) -> None:
         run = context.dagster_run
         launch = self.plan_launch(run)
-        with self._in_flight_while(run, launch, None):
-            super().resume_run(context)
+        with self._in_flight_while(run, launch, None) as in_flight:
+            try:
+                super().resume_run(context)
+            except BaseException:
+                if launch is not None and in_flight.job is not None:
+                    self._report_profile_job(run, launch, None, in_flight.job, created=False)
+                raise
         if launch is not None:
             self._record_tags(run, launch, None, launched=False)
 
@@ -282,7 +316,25 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         ).validate_user_k8s_config_for_run(
             self.only_allow_user_defined_k8s_config_fields, self.only_allow_user_defined_env_vars
         )
-        return profile_launch(run, self, resolved, user_layers)
+        if self._launcher_layer is None:
+            self._launcher_layer = launcher_context(self)
+        return profile_launch(
+            run,
+            self,
+            resolved,
+            user_layers,
+            launcher_layer=self._launcher_layer,
+            profile_layer=self._profile_layer(resolved.template),
+        )
+
+    def _profile_layer(self, template: dict[str, Any]) -> K8sContainerContext:
+        name = template["metadata"]["name"]
+        cached = self._profile_layers.get(name)
+        if cached is not None and cached[0] is template:
+            return cached[1]
+        layer = profile_context(template)
+        self._profile_layers[name] = (template, layer)
+        return layer
 
     def resolve_profile(self, run: DagsterRun, choice: ProfileChoice | None = None) -> ResolvedProfile | None:
         """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
@@ -323,11 +375,19 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         return Escalation(parent.run_id, parent_rung, parent.tags.get(LADDER_TAG), target)
 
     def _job_and_op_tags(self, run: DagsterRun) -> tuple[Mapping[str, str], dict[str, Mapping[str, str]]]:
-        snapshot = self._instance.get_job_snapshot(run.job_snapshot_id) if run.job_snapshot_id else None
-        if snapshot is None:
+        snapshot_id = run.job_snapshot_id
+        if snapshot_id is None:
             return {}, {}
+        cached = self._snapshot_tags.get(snapshot_id)
+        if cached is not None:
+            return cached
+        snapshot = self._instance.get_job_snapshot(snapshot_id)
         op_tags = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
-        return snapshot.tags or {}, op_tags
+        found = (snapshot.tags or {}, op_tags)
+        if len(self._snapshot_tags) >= _SNAPSHOT_CACHE_SIZE:
+            self._snapshot_tags.clear()  # many distinct jobs: start over rather than grow without bound
+        self._snapshot_tags[snapshot_id] = found
+        return found
 
     def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
         """The same context ``launch_run`` gives the run pod, for every caller (launch, health, terminate)."""
@@ -351,23 +411,44 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
     @contextmanager
     def _in_flight_while(
         self, run: DagsterRun, launch: ProfileLaunch | None, escalation: Escalation | None
-    ) -> Iterator[None]:
+    ) -> Iterator[_InFlight]:
         """Within the block, ``get_container_context_for_run(run)`` is ``launch``'s context, or the stock
         one when ``launch`` is None (no profile, or a caller that only needs the namespace)."""
         context = launch.container_context if launch else super().get_container_context_for_run(run)
-        self._in_flight[run.run_id] = _InFlight(context, launch, escalation)
+        in_flight = self._in_flight[run.run_id] = _InFlight(context, launch, escalation)
         try:
-            yield
+            yield in_flight
         finally:
             self._in_flight.pop(run.run_id, None)
 
     def _report_run_worker_creating(self, run: DagsterRun, job_name: str, namespace: str) -> None:
-        """The stock event, which names the profile (or the escalation) when the run has one."""
+        """Stock: an event before the Job is created. On a profile, the event waits for the Job (see
+        ``_report_run_worker_created``), and is written here only if creating the Job fails."""
         in_flight = self._in_flight.get(run.run_id)
         if in_flight is None or in_flight.launch is None:
             super()._report_run_worker_creating(run, job_name, namespace)
             return
-        plan, escalation = in_flight.launch, in_flight.escalation
+        in_flight.job = (job_name, namespace)
+
+    def _report_run_worker_created(self, run: DagsterRun) -> None:
+        """On a profile, one event instead of the stock two: the Job, its profile (or its escalation)."""
+        in_flight = self._in_flight.get(run.run_id)
+        if in_flight is None or in_flight.launch is None or in_flight.job is None:
+            super()._report_run_worker_created(run)
+            return
+        job, in_flight.job = in_flight.job, None
+        self._report_profile_job(run, in_flight.launch, in_flight.escalation, job, created=True)
+
+    def _report_profile_job(
+        self,
+        run: DagsterRun,
+        plan: ProfileLaunch,
+        escalation: Escalation | None,
+        job: tuple[str, str],
+        *,
+        created: bool,
+    ) -> None:
+        job_name, namespace = job
         choice = plan.resolved.choice
         limits = plan.effective_limits
         details = {
@@ -380,16 +461,17 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             "Limits": ", ".join(f"{key} {value}" for key, value in sorted(limits.items())),
         }
         details.update({f"Recomputed {name}": value for name, value in plan.recomputed.items()})
-        if escalation is not None:
+        on_profile = f"on resource profile {choice.name!r} ({choice.source})"
+        if escalation is not None and created:
             child = Rung(choice.name, limits.get("memory", "unknown"))
             message = retry_sentence(escalation.parent_run_id, escalation.parent, child)
             details["Escalation ladder"] = describe_ladder(escalation.ladder(child))
+        elif created:
+            message = f"Kubernetes run worker job created {on_profile}"
         else:
-            message = (
-                f"Creating Kubernetes run worker job on resource profile {choice.name!r} ({choice.source})"
-            )
+            message = f"Creating Kubernetes run worker job {on_profile}"
         # The escalation's sentence stands alone (no "[ProfileK8sRunLauncher]" prefix): it is the run's story.
-        cls = None if escalation is not None else self.__class__
+        cls = None if escalation is not None and created else self.__class__
         self._instance.report_engine_event(message, run, EngineEventData(details), cls=cls)
 
     def _record_tags(
@@ -477,11 +559,15 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _InFlight:
+    """A run inside launch_run, resume_run or a health check, debug info or terminate call."""
+
     context: K8sContainerContext
     launch: ProfileLaunch | None
     escalation: Escalation | None
+    job: tuple[str, str] | None = None
+    """The Job's name and namespace, from the stock "creating" hook until its event is written."""
 
 
 @dataclass(frozen=True)
