@@ -293,6 +293,10 @@ def test_a_failure_that_is_not_an_oom_kill_is_not_escalated(
     retries it on the same profile."""
     failed = deployed.run_until_the_worker_dies(deployed.submit(user_retries, ENDS_AT_ONCE))
     assert deployed.pod(failed, "Succeeded")
+    launcher_events = [m for m in deployed.messages(failed) if "run worker job" in m]
+    assert launcher_events == [
+        "[ProfileK8sRunLauncher] Kubernetes run worker job created on resource profile 'small' (job tag)"
+    ]
     assert OOM_TAG not in failed.tags
     assert failed.tags.get(MAX_RETRIES_TAG) == user_retries.get(MAX_RETRIES_TAG)
     deployed.retry_daemon_tick()
@@ -326,3 +330,32 @@ def test_a_pinned_profile_still_escalates(deployed: Deployment) -> None:
     deployed.retry_daemon_tick()
     assert deployed.retry_of(top) is None
     assert top.tags[LADDER_TAG] == "transform:12Gi,large:48Gi"
+
+
+def test_a_job_the_api_server_refuses_is_named_with_its_profile(deployed: Deployment) -> None:
+    """A ResourceQuota of zero Jobs: kube-apiserver's quota admission refuses the run's Job. The one event
+    that names the Job and its profile, written after the Job exists when all goes well, is written
+    before the launch fails, and Dagster fails the run with the API's refusal."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    deployed.admin.create(PATHS["ResourceQuota"].format(ns=deployed.namespace), quota)
+
+    def quota_counted() -> bool | None:
+        path = f"/api/v1/namespaces/{deployed.namespace}/resourcequotas/no-jobs"
+        return True if deployed.admin.get(path).get("status", {}).get("hard") else None
+
+    wait_for("kcm's quota controller to count the quota", quota_counted, 30)
+    with pytest.raises(Exception, match="exceeded quota: no-jobs"):
+        deployed.submit({}, ENDS_AT_ONCE)
+    [run] = deployed.instance.get_runs()
+    assert run.status == DagsterRunStatus.FAILURE
+    messages = deployed.messages(run)
+    assert (
+        "[ProfileK8sRunLauncher] Creating Kubernetes run worker job on resource profile 'small' (job tag)"
+        in (messages)
+    )
+    assert not [m for m in messages if "run worker job created" in m]
