@@ -335,7 +335,7 @@ def test_a_pinned_profile_still_escalates(deployed: Deployment) -> None:
 def test_a_job_the_api_server_refuses_is_named_with_its_profile(deployed: Deployment) -> None:
     """A ResourceQuota of zero Jobs: kube-apiserver's quota admission refuses the run's Job. The one event
     that names the Job and its profile, written after the Job exists when all goes well, is written
-    before the launch fails, and Dagster fails the run with the API's refusal."""
+    before the launch fails, and Dagster fails the run (dagster-k8s wraps the API's refusal)."""
     quota = {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -349,8 +349,9 @@ def test_a_job_the_api_server_refuses_is_named_with_its_profile(deployed: Deploy
         return True if deployed.admin.get(path).get("status", {}).get("hard") else None
 
     wait_for("kcm's quota controller to count the quota", quota_counted, 30)
-    with pytest.raises(Exception, match="exceeded quota: no-jobs"):
+    with pytest.raises(Exception, match="Kubernetes API Client") as raised:
         deployed.submit({}, ENDS_AT_ONCE)
+    assert "exceeded quota: no-jobs" in str(raised.value.__cause__ or raised.value.__context__)
     [run] = deployed.instance.get_runs()
     assert run.status == DagsterRunStatus.FAILURE
     messages = deployed.messages(run)
