@@ -121,7 +121,8 @@ def test_removed_escalate_to_takes_its_annotation_off_the_template(kube_cluster:
     assert templates(core, "prod")["prod-default"]["metadata"]["annotations"]["floe.dev/escalate-to"] == (
         "transform"
     )
-    core.patch_namespaced_pod_template("prod-default", NAMESPACE, {"metadata": {"annotations": {"team": "x"}}})
+    foreign = {"metadata": {"annotations": {"team": "x"}}}
+    core.patch_namespaced_pod_template("prod-default", NAMESPACE, foreign)
     outcome = reconcile(core, stored_body())
     assert outcome.patched == ["prod-default"]
     annotations = templates(core, "prod")["prod-default"]["metadata"]["annotations"]
