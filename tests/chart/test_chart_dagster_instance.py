@@ -114,6 +114,37 @@ def test_queued_coordinator_and_run_monitoring_are_set(default_release: Rendered
     assert instance["run_monitoring"]["start_timeout_seconds"] == 300
 
 
+def test_run_retries_are_on_for_oom_escalation_and_pass_dagsters_schema(
+    default_release: Rendered, tmp_path: Path
+) -> None:
+    """Dagster's instance schema (dagster_instance_config) reads the rendered run_retries; enabled with
+    0 retries by default, so only an OOM kill on a profile with escalate_to is retried."""
+    (tmp_path / "dagster.yaml").write_text(
+        default_release.named("ConfigMap", "instance")["data"]["dagster.yaml"]
+    )
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_retries"] == {"enabled": True, "max_retries": 0, "retry_on_asset_or_op_failure": True}
+
+
+def test_run_retries_values_reach_dagster_yaml(tmp_path: Path) -> None:
+    sets = ["dagster.runRetries.maxRetries=3", "dagster.runRetries.retryOnAssetOrOpFailure=false"]
+    release = render(sets=sets)
+    (tmp_path / "dagster.yaml").write_text(release.named("ConfigMap", "instance")["data"]["dagster.yaml"])
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_retries"] == {"enabled": True, "max_retries": 3, "retry_on_asset_or_op_failure": False}
+
+
+def test_instance_schema_check_refuses_a_misspelt_run_retries_key(
+    default_release: Rendered, tmp_path: Path
+) -> None:
+    """Guard: Dagster's schema does refuse a wrong key inside run_retries, so the tests above can fail."""
+    instance = default_release.dagster_yaml()
+    instance["run_retries"]["max_retry"] = instance["run_retries"].pop("max_retries")
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    with pytest.raises(DagsterInvalidConfigError, match="max_retry"):
+        dagster_instance_config(str(tmp_path))
+
+
 def test_default_compute_logs_go_to_localstack_with_platform_defaults(default_release: Rendered) -> None:
     """Without a platform, bucket, prefix and upload interval are platform.yaml's own defaults."""
     logs = default_release.dagster_yaml()["compute_logs"]

@@ -58,6 +58,7 @@ CLI_ONLY_RULES = {
     "toleration operator/value/effect/seconds together": "tolerations.",
     "label key prefix at most 253": "has a prefix longer than 253",
     "storage_ref names a defined storage": "storage_ref",
+    "escalate_to names a profile with more memory, without a cycle": "escalate_to",
     "no inline S3 credentials": "credentials must not be written",
     "a YAML float where an int-or-string is wanted (JSON has one number type)": "must be written as a string",
 }

@@ -174,3 +174,62 @@ def test_run_container_names_an_image_because_the_api_server_requires_one() -> N
     whose container has no image (`template.spec.containers[0].image: Required value`)."""
     (template,) = render_pod_templates(parse_platform(platform()))
     assert template["template"]["spec"]["containers"][0]["image"] == "floe-platform/user-code:0.1.0"
+
+
+LADDER = {
+    "small": {**PROFILE, "limits": {"cpu": "2", "memory": "2Gi"}, "escalate_to": "transform"},
+    "transform": {**PROFILE, "limits": {"cpu": "2", "memory": "12Gi"}, "escalate_to": "large"},
+    "large": {**PROFILE, "limits": {"cpu": "2", "memory": "48Gi"}},
+}
+
+
+def ladder(**changes: str | None) -> dict[str, Any]:
+    profiles = {name: dict(profile) for name, profile in LADDER.items()}
+    for name, target in changes.items():
+        profiles[name]["escalate_to"] = target
+    return {"infrastructure": {"resource_profiles": profiles}}
+
+
+def test_an_escalation_ladder_is_accepted() -> None:
+    profiles = parse_platform(ladder()).infrastructure.resource_profiles
+    assert [profiles[name].escalate_to for name in ("small", "transform", "large")] == [
+        "transform",
+        "large",
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            {"small": "huge"},
+            "infrastructure.resource_profiles.small.escalate_to: 'huge' is not a profile (profiles: large, "
+            "small, transform); name one of them or remove escalate_to",
+            id="unknown-target",
+        ),
+        pytest.param(
+            {"large": "transform"},
+            "infrastructure.resource_profiles.transform.escalate_to: the ladder transform -> large -> "
+            "transform is a cycle; the top profile must not escalate",
+            id="cycle",
+        ),
+        pytest.param(
+            {"small": "small"},
+            "infrastructure.resource_profiles.small.escalate_to: the ladder small -> small is a cycle; "
+            "the top profile must not escalate",
+            id="self",
+        ),
+        pytest.param(
+            {"small": None, "transform": "small"},
+            "infrastructure.resource_profiles.transform.escalate_to: 'small' has limits.memory 2Gi, not more "
+            "than the 12Gi of 'transform'; escalate to a profile with more memory",
+            id="smaller-target",
+        ),
+    ],
+)
+def test_a_bad_ladder_is_one_line_naming_the_field_and_the_fix(
+    changes: dict[str, str], expected: str
+) -> None:
+    (line,) = errors_of(ladder(**changes))
+    assert line.startswith(expected)

@@ -112,6 +112,24 @@ def test_removed_profile_deletes_its_podtemplate_but_not_a_hand_applied_one(
     assert sorted(templates(core, "prod")) == ["prod-default", "prod-manual", "prod-transform"]
 
 
+def test_removed_escalate_to_takes_its_annotation_off_the_template(kube_cluster: EmulatedCluster) -> None:
+    """The launcher reads escalate_to from the PodTemplate's annotation, so a stale one would keep
+    escalating runs after platform.yaml stopped saying so; someone else's annotation stays."""
+    core = core_api(kube_cluster)
+    laddered = with_profile(stored_body(), "default", escalate_to="transform")
+    reconcile(core, laddered)
+    assert templates(core, "prod")["prod-default"]["metadata"]["annotations"]["floe.dev/escalate-to"] == (
+        "transform"
+    )
+    foreign = {"metadata": {"annotations": {"team": "x"}}}
+    core.patch_namespaced_pod_template("prod-default", NAMESPACE, foreign)
+    outcome = reconcile(core, stored_body())
+    assert outcome.patched == ["prod-default"]
+    annotations = templates(core, "prod")["prod-default"]["metadata"]["annotations"]
+    assert "floe.dev/escalate-to" not in annotations
+    assert annotations["team"] == "x"
+
+
 def test_invalid_spec_raises_with_the_field_path_and_writes_nothing(kube_cluster: EmulatedCluster) -> None:
     core = core_api(kube_cluster)
     reconcile(core, stored_body())

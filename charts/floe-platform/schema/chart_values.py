@@ -363,6 +363,18 @@ class StepJobs(ValuesModel):
     """The run pods' identity when enabled (step pods get no token)."""
 
 
+class RunRetries(ValuesModel):
+    """Dagster's run retries (the daemon re-executes failed runs); a profile's escalate_to needs them."""
+
+    enabled: bool = True
+    """Let the daemon retry failed runs; off, an OOM-killed run is never retried on a larger profile."""
+    max_retries: int = Field(default=0, ge=0)
+    """Retries of a run that sets no dagster/max_retries tag. 0: only OOM kills on a profile with
+    escalate_to are retried (the launcher gives those their retry)."""
+    retry_on_asset_or_op_failure: bool = True
+    """Also retry runs that failed because an op or asset raised (false: only crashed run workers)."""
+
+
 class Dagster(ValuesModel):
     """Instance settings that go into dagster.yaml."""
 
@@ -373,6 +385,7 @@ class Dagster(ValuesModel):
     additional_instance_config: KubeObject = Field(default_factory=dict)
     """More dagster.yaml sections, written verbatim (e.g. `code_servers`, `concurrency`, `sensors`); a
     section the chart writes itself is refused: set it through its own value."""
+    run_retries: RunRetries = RunRetries()
     telemetry: bool = False
     """Dagster telemetry; off by default."""
     service_account: ServiceAccount = ServiceAccount()

@@ -377,6 +377,9 @@ class ResourceProfile(StrictModel):
     """Taints the run pod tolerates."""
     temp_volume_size: Quantity = "10Gi"
     """Size limit of the emptyDir volume mounted at DUCKDB_TEMP_DIRECTORY, where DuckDB spills."""
+    escalate_to: KubernetesName | None = None
+    """A profile with a larger limits.memory: a run whose pod is OOMKilled on this profile is retried on
+    that one (through Dagster's run retries), and so on up the ladder."""
 
     # Pod shape beyond CPU and memory (kept together: extended resources, placement, env sources,
     # metadata, volumes). DuckDB's derivation reads only limits.cpu and limits.memory.
@@ -599,6 +602,36 @@ class Infrastructure(StrictModel):
     """Namespace guardrails derived from the profiles; off by default."""
 
     @model_validator(mode="after")
+    def _escalation_ladders_climb(self) -> Infrastructure:
+        # Order matters for the message: a missing target first, then a cycle (which always also has a step
+        # that is not larger, but "cycle" names the real mistake), then each step's memory.
+        profiles = self.resource_profiles
+        for name, profile in profiles.items():
+            target = profile.escalate_to
+            if target is not None and target not in profiles:
+                raise field_error(
+                    ("resource_profiles", name, "escalate_to"),
+                    f"{target!r} is not a profile (profiles: {', '.join(sorted(profiles))}); name one of "
+                    "them or remove escalate_to",
+                )
+        for name in profiles:
+            cycle = _escalation_cycle(profiles, name)
+            if cycle:
+                raise field_error(
+                    ("resource_profiles", name, "escalate_to"),
+                    f"the ladder {' -> '.join(cycle)} is a cycle; the top profile must not escalate",
+                )
+        for name, profile in profiles.items():
+            target = profile.escalate_to
+            if target is not None and profiles[target].limits.memory_bytes() <= profile.limits.memory_bytes():
+                raise field_error(
+                    ("resource_profiles", name, "escalate_to"),
+                    f"{target!r} has limits.memory {profiles[target].limits.memory}, not more than the "
+                    f"{profile.limits.memory} of {name!r}; escalate to a profile with more memory",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _quota_fits_a_quantity(self) -> Infrastructure:
         # The quota's limits.memory (runs x the largest memory limit + headroom) must itself be a quantity
         # Kubernetes can hold, or the ResourceQuota the operator applies could never be written.
@@ -614,6 +647,20 @@ class Infrastructure(StrictModel):
                 f"{MAX_QUANTITY_TEXT}, the largest Kubernetes holds; lower concurrent_runs or the limit",
             )
         return self
+
+
+def _escalation_cycle(profiles: dict[str, ResourceProfile], start: str) -> list[str] | None:
+    """The profiles from ``start`` round its escalation cycle back to ``start``, or None if there is none."""
+    path = [start]
+    current = profiles[start].escalate_to
+    while current is not None and current in profiles:
+        path.append(current)
+        if current == start:
+            return path
+        if current in path[:-1]:
+            return None  # a cycle further up the ladder; reported when its own member is checked
+        current = profiles[current].escalate_to
+    return None
 
 
 class ComputeLogs(StrictModel):

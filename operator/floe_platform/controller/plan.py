@@ -16,7 +16,12 @@ from floe_platform.api import API_VERSION, KIND
 from floe_platform.config import parse_platform
 from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.render import HASH_ANNOTATION, PROFILE_LABEL, render_guardrails, render_pod_templates
-from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
+from floe_platform.render.podtemplate import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PLATFORM_LABEL,
+    RENDERED_ANNOTATIONS,
+)
 
 
 @dataclass(frozen=True)
@@ -210,8 +215,14 @@ def patch_operations(desired: Mapping[str, Any], live: Mapping[str, Any]) -> lis
         {
             "op": "add",
             "path": "/metadata/annotations",
-            "value": {**(actual.get("annotations") or {}), **(wanted.get("annotations") or {})},
+            "value": {**_others(actual.get("annotations")), **(wanted.get("annotations") or {})},
         },
         {"op": "add", "path": "/metadata/ownerReferences", "value": [*others, *wanted["ownerReferences"]]},
         {"op": "add", "path": f"/{content_key(desired)}", "value": desired[content_key(desired)]},
     ]
+
+
+def _others(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """Annotations someone else set: ours are all re-rendered, so one the render dropped (a removed
+    ``escalate_to``) goes away instead of outliving its setting."""
+    return {key: value for key, value in (annotations or {}).items() if key not in RENDERED_ANNOTATIONS}

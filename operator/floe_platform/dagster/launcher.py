@@ -20,6 +20,15 @@ Runs of ``floe_platform.dagster.executor`` (one Job per step) need ``step_jobs: 
 ``dagster.stepJobs.enabled``): their run pods then get the API token the profiles switch off, and their ops'
 tags choose their steps' profiles, not the run pod's. Without it such a run fails its launch, naming the
 switch.
+
+Escalation on OOM (see ``escalation``): when the OOM-killed run's profile has ``escalate_to``, the health
+check marks the run ``floe/oom-killed`` and makes sure ``dagster/max_retries`` leaves it a retry; Dagster's
+own run retries then re-execute it, and this launcher launches that retry on the profile one rung up.
+
+Launch cost: the run's config is planned once per launch (``launch_run`` hands its plan to the stock
+code's ``get_container_context_for_run`` call), and the profile's record goes into the stock "Creating
+Kubernetes run worker job" event instead of an event of its own. Health checks, debug info and terminate
+only need the Job's namespace, which no profile sets, so they skip the profile.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -39,10 +49,22 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._core.storage.tags import MAX_RETRIES_TAG, PARENT_RUN_ID_TAG
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_job_name_from_run_id
 from dagster_k8s.launcher import K8sRunLauncher
 
+from floe_platform.dagster.escalation import (
+    LADDER_TAG,
+    Rung,
+    climbed_ladder,
+    describe_ladder,
+    escalation_target,
+    format_ladder,
+    parse_ladder,
+    retry_budget,
+    retry_sentence,
+)
 from floe_platform.dagster.profiles import (
     MEMORY_LIMIT_TAG,
     PROFILE_TAG,
@@ -60,6 +82,9 @@ from floe_platform.usage.tags import OOM_TAG, resource_tags
 LOGGER = logging.getLogger(__name__)
 PROFILE_SOURCES = ("api", "file")
 _NOT_FOUND = 404
+_NO_RUN = DagsterRun(job_name="floe-launcher-layer")
+"""A run without code location or tags: what create_for_run needs to give the launcher's layer alone."""
+_SNAPSHOT_CACHE_SIZE = 512
 _PLAN_CACHE_SIZE = 1024
 STEP_EXECUTOR_NAME = "floe_k8s"
 """Name of ``floe_platform.dagster.executor``'s executor, as recorded in a run's execution plan."""
@@ -102,17 +127,22 @@ class ProfileLaunch:
 
 
 def profile_launch(
-    run: DagsterRun, launcher: K8sRunLauncher, resolved: ResolvedProfile, user_layers: K8sContainerContext
+    run: DagsterRun,
+    launcher: K8sRunLauncher,
+    resolved: ResolvedProfile,
+    user_layers: K8sContainerContext,
+    *,
+    launcher_layer: K8sContainerContext | None = None,
+    profile_layer: K8sContainerContext | None = None,
 ) -> ProfileLaunch:
     """The four config layers of a run on ``resolved``, merged, with DUCKDB_* settled: no API calls.
 
     Layers, lowest first: the launcher's own config, the profile's PodTemplate, then ``user_layers`` (the
-    code location's container context and the run's ``dagster-k8s/config`` tag, already validated).
+    code location's container context and the run's ``dagster-k8s/config`` tag, already validated). A
+    caller that keeps the first two (they depend only on the launcher and the template) may pass them in.
     """
-    launcher_layer = K8sContainerContext.create_for_run(
-        run._replace(job_code_origin=None), launcher, include_run_tags=False
-    )
-    launch = layer_on_profile(launcher_layer, resolved, user_layers)
+    launcher_layer = launcher_layer or launcher_context(launcher)
+    launch = layer_on_profile(launcher_layer, resolved, user_layers, profile_layer=profile_layer)
     container_config = dict(launch.container_context.run_k8s_config.container_config)
     # Right-sizing: dagster-k8s passes the run worker as `args`; a command a higher layer set is kept.
     container_config.setdefault("command", list(RUN_WORKER_COMMAND))
@@ -121,14 +151,18 @@ def profile_launch(
 
 
 def layer_on_profile(
-    base: K8sContainerContext, resolved: ResolvedProfile, user_layers: K8sContainerContext
+    base: K8sContainerContext,
+    resolved: ResolvedProfile,
+    user_layers: K8sContainerContext,
+    *,
+    profile_layer: K8sContainerContext | None = None,
 ) -> ProfileLaunch:
     """``base``, then the profile's PodTemplate, then ``user_layers``, merged, with DUCKDB_* settled.
 
     The one merge of run pods (``profile_launch``) and step pods (``floe_platform.dagster.executor``).
     """
     template = resolved.template
-    profile_layer = K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(template)))
+    profile_layer = profile_layer or profile_context(template)
     merged = base.merge(profile_layer).merge(user_layers)
     container_config = dict(merged.run_k8s_config.container_config)
     env, recomputed = settle_env(container_config, template)
@@ -139,12 +173,23 @@ def layer_on_profile(
     return ProfileLaunch(resolved, merged._replace(run_k8s_config=settled), limits, requests, recomputed)
 
 
+def launcher_context(launcher: K8sRunLauncher) -> K8sContainerContext:
+    """Layer 1: the launcher's own config, as dagster-k8s reads it (no run, no code location)."""
+    return K8sContainerContext.create_for_run(_NO_RUN, launcher, include_run_tags=False)
+
+
+def profile_context(pod_template: Mapping[str, Any]) -> K8sContainerContext:
+    """Layer 2: the profile's PodTemplate."""
+    return K8sContainerContext(run_k8s_config=_config_from_dict(template_to_k8s_config(pod_template)))
+
+
 # dagster-k8s leaves these untyped; typed aliases keep mypy --strict meaningful at the call sites.
 _config_from_dict: Callable[[Mapping[str, Any]], UserDefinedDagsterK8sConfig] = (
     UserDefinedDagsterK8sConfig.from_dict
 )
 _job_name: Callable[..., str] = get_job_name_from_run_id
 _stock_config_type: Callable[[], dict[str, Any]] = K8sRunLauncher.config_type
+_stock_terminate: Callable[[K8sRunLauncher, str], bool] = K8sRunLauncher.terminate
 
 
 class TemplateStore:
@@ -259,6 +304,15 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             profile_dir=profile_dir,
             cache_seconds=profile_cache_seconds,
         )
+        # What each run being launched (or health-checked) gets, by run id, while that call runs: the stock
+        # code asks get_container_context_for_run for it, and planning twice costs launch time.
+        self._in_flight: dict[str, _InFlight] = {}
+        # What launches repeat, kept: the launcher's layer (fixed by its config), each template's layer (for
+        # as long as the store returns the same template), and the tags in each job snapshot (a snapshot id
+        # is a hash of its content, so the entry never goes stale).
+        self._launcher_layer: K8sContainerContext | None = None
+        self._profile_layers: dict[str, tuple[dict[str, Any], K8sContainerContext]] = {}
+        self._snapshot_tags: dict[str, tuple[Mapping[str, str], dict[str, Mapping[str, str]]]] = {}
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -276,21 +330,39 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         self.check_step_jobs(context.dagster_run)
-        launch = self.plan_launch(context.dagster_run)
-        super().launch_run(context)
+        run = context.dagster_run
+        escalation = self.escalation_of(run)
+        launch = self.plan_launch(run, escalation.choice if escalation else None)
+        with self._in_flight_while(run, launch, escalation) as in_flight:
+            try:
+                super().launch_run(context)
+            except BaseException:
+                if launch is not None and in_flight.job is not None:  # no Job: say which one and where
+                    self._report_profile_job(run, launch, escalation, in_flight.job, created=False)
+                raise
         if launch is not None:
-            self._record_profile(context.dagster_run, launch)
+            self._record_tags(run, launch, escalation, launched=True)
 
     def resume_run(self, context: ResumeRunContext) -> None:
         self.check_step_jobs(context.dagster_run)
-        launch = self.plan_launch(context.dagster_run)
-        super().resume_run(context)
+        run = context.dagster_run
+        launch = self.plan_launch(run)
+        with self._in_flight_while(run, launch, None) as in_flight:
+            try:
+                super().resume_run(context)
+            except BaseException:
+                if launch is not None and in_flight.job is not None:
+                    self._report_profile_job(run, launch, None, in_flight.job, created=False)
+                raise
         if launch is not None:
-            self._record_profile(context.dagster_run, launch)
+            self._record_tags(run, launch, None, launched=False)
 
-    def plan_launch(self, run: DagsterRun) -> ProfileLaunch | None:
-        """The run's ``ProfileLaunch``; None when no profile applies, ``ProfileError`` for an unknown one."""
-        resolved = self.resolve_profile(run)
+    def plan_launch(self, run: DagsterRun, choice: ProfileChoice | None = None) -> ProfileLaunch | None:
+        """The run's ``ProfileLaunch``; None when no profile applies, ``ProfileError`` for an unknown one.
+
+        ``choice`` overrides the run's own tags (an escalated retry).
+        """
+        resolved = self.resolve_profile(run, choice)
         if resolved is None:
             return None
         user_layers = K8sContainerContext.create_for_run(
@@ -298,14 +370,35 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
         ).validate_user_k8s_config_for_run(
             self.only_allow_user_defined_k8s_config_fields, self.only_allow_user_defined_env_vars
         )
-        return profile_launch(run, self, resolved, user_layers)
+        if self._launcher_layer is None:
+            self._launcher_layer = launcher_context(self)
+        return profile_launch(
+            run,
+            self,
+            resolved,
+            user_layers,
+            launcher_layer=self._launcher_layer,
+            profile_layer=self._profile_layer(resolved.template),
+        )
 
-    def resolve_profile(self, run: DagsterRun) -> ResolvedProfile | None:
+    def _profile_layer(self, template: dict[str, Any]) -> K8sContainerContext:
+        name = template["metadata"]["name"]
+        cached = self._profile_layers.get(name)
+        if cached is not None and cached[0] is template:
+            return cached[1]
+        layer = profile_context(template)
+        self._profile_layers[name] = (template, layer)
+        return layer
+
+    def resolve_profile(self, run: DagsterRun, choice: ProfileChoice | None = None) -> ResolvedProfile | None:
         """The run's profile and its PodTemplate; ``ProfileError`` if it names one that does not exist."""
-        # The job snapshot is read (and deserialized) only when the run tag does not already decide.
-        job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
-        choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
-        return None if choice is None else self.resolve_choice(choice)
+        if choice is None:
+            # The job snapshot is read (and deserialized) only when the run tag does not already decide.
+            job_tags, op_tags = ({}, {}) if PROFILE_TAG in run.tags else self._job_and_op_tags(run)
+            choice = select_profile(run.tags, job_tags, op_tags, self.default_profile)
+        if choice is None:
+            return None
+        return self.resolve_choice(choice)
 
     def resolve_choice(self, choice: ProfileChoice) -> ResolvedProfile:
         """``choice`` with its PodTemplate; ``ProfileError`` naming the available profiles if it has none."""
@@ -321,14 +414,46 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
             )
         return ResolvedProfile(choice, template)
 
+    def escalation_of(self, run: DagsterRun) -> Escalation | None:
+        """The escalation this run is, if it re-executes a run that was OOMKilled on a profile with
+        ``escalate_to`` (Dagster's auto-retry, or a re-execution that keeps the parent's tags)."""
+        parent_id = run.tags.get(PARENT_RUN_ID_TAG)
+        parent = self._instance.get_run_by_id(parent_id) if parent_id else None
+        if parent is None or parent.tags.get(OOM_TAG) != "true" or PROFILE_TAG not in parent.tags:
+            return None
+        parent_profile = parent.tags[PROFILE_TAG]
+        # Dagster copies the parent's tags; a different profile tag is one the user set for this run.
+        if run.tags.get(PROFILE_TAG, parent_profile) != parent_profile:
+            return None
+        template = self.templates.get(template_name(self.platform_name, parent_profile))
+        target = escalation_target(template) if template else None
+        if target is None:
+            return None
+        parent_rung = Rung(parent_profile, parent.tags.get(MEMORY_LIMIT_TAG) or "unknown")
+        return Escalation(parent.run_id, parent_rung, parent.tags.get(LADDER_TAG), target)
+
     def _job_and_op_tags(self, run: DagsterRun) -> tuple[Mapping[str, str], dict[str, Mapping[str, str]]]:
-        snapshot = self._instance.get_job_snapshot(run.job_snapshot_id) if run.job_snapshot_id else None
-        if snapshot is None:
-            return {}, {}
+        job_tags, op_tags = self._snapshot_job_and_op_tags(run)
         if self.uses_step_executor(run):  # ops' tags choose their step pods' profiles, not the run pod's
-            return snapshot.tags or {}, {}
+            return job_tags, {}
+        return job_tags, op_tags
+
+    def _snapshot_job_and_op_tags(
+        self, run: DagsterRun
+    ) -> tuple[Mapping[str, str], dict[str, Mapping[str, str]]]:
+        snapshot_id = run.job_snapshot_id
+        if snapshot_id is None:
+            return {}, {}
+        cached = self._snapshot_tags.get(snapshot_id)
+        if cached is not None:
+            return cached
+        snapshot = self._instance.get_job_snapshot(snapshot_id)
         op_tags = {op.name: op.tags for op in snapshot.node_defs_snapshot.op_def_snaps}
-        return snapshot.tags or {}, op_tags
+        found = (snapshot.tags or {}, op_tags)
+        if len(self._snapshot_tags) >= _SNAPSHOT_CACHE_SIZE:
+            self._snapshot_tags.clear()  # many distinct jobs: start over rather than grow without bound
+        self._snapshot_tags[snapshot_id] = found
+        return found
 
     def uses_step_executor(self, run: DagsterRun) -> bool:
         """Whether the run executes with ``floe_platform.dagster.executor`` (one Job per step)."""
@@ -357,6 +482,13 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
 
     def get_container_context_for_run(self, dagster_run: DagsterRun) -> K8sContainerContext:
         """The same context ``launch_run`` gives the run pod, for every caller (launch, health, terminate)."""
+        in_flight = self._in_flight.get(dagster_run.run_id)
+        context = in_flight.context if in_flight is not None else self._planned_context(dagster_run)
+        if self.step_jobs and self.uses_step_executor(dagster_run):
+            return context.merge(_API_TOKEN_LAYER)
+        return context
+
+    def _planned_context(self, dagster_run: DagsterRun) -> K8sContainerContext:
         try:
             launch = self.plan_launch(dagster_run)
         except ProfileError:
@@ -367,58 +499,145 @@ class ProfileK8sRunLauncher(K8sRunLauncher):
                 "Profile of run %s no longer exists; using the launcher's config", dagster_run.run_id
             )
             launch = None
-        context = (
-            super().get_container_context_for_run(dagster_run) if launch is None else launch.container_context
-        )
-        if self.step_jobs and self.uses_step_executor(dagster_run):
-            return context.merge(_API_TOKEN_LAYER)
-        return context
+        if launch is None:
+            return super().get_container_context_for_run(dagster_run)
+        return launch.container_context
 
-    def _record_profile(self, run: DagsterRun, launch: ProfileLaunch) -> None:
-        choice = launch.resolved.choice
-        limits = launch.effective_limits
-        tags = {PROFILE_TAG: choice.name, **resource_tags(launch.effective_requests, limits)}
-        self._instance.add_run_tags(run.run_id, tags)
+    @contextmanager
+    def _in_flight_while(
+        self, run: DagsterRun, launch: ProfileLaunch | None, escalation: Escalation | None
+    ) -> Iterator[_InFlight]:
+        """Within the block, ``get_container_context_for_run(run)`` is ``launch``'s context, or the stock
+        one when ``launch`` is None (no profile, or a caller that only needs the namespace)."""
+        context = launch.container_context if launch else super().get_container_context_for_run(run)
+        in_flight = self._in_flight[run.run_id] = _InFlight(context, launch, escalation)
+        try:
+            yield in_flight
+        finally:
+            self._in_flight.pop(run.run_id, None)
+
+    def _report_run_worker_creating(self, run: DagsterRun, job_name: str, namespace: str) -> None:
+        """Stock: an event before the Job is created. On a profile, the event waits for the Job (see
+        ``_report_run_worker_created``), and is written here only if creating the Job fails."""
+        in_flight = self._in_flight.get(run.run_id)
+        if in_flight is None or in_flight.launch is None:
+            super()._report_run_worker_creating(run, job_name, namespace)
+            return
+        in_flight.job = (job_name, namespace)
+
+    def _report_run_worker_created(self, run: DagsterRun) -> None:
+        """On a profile, one event instead of the stock two: the Job, its profile (or its escalation)."""
+        in_flight = self._in_flight.get(run.run_id)
+        if in_flight is None or in_flight.launch is None or in_flight.job is None:
+            super()._report_run_worker_created(run)
+            return
+        job, in_flight.job = in_flight.job, None
+        self._report_profile_job(run, in_flight.launch, in_flight.escalation, job, created=True)
+
+    def _report_profile_job(
+        self,
+        run: DagsterRun,
+        plan: ProfileLaunch,
+        escalation: Escalation | None,
+        job: tuple[str, str],
+        *,
+        created: bool,
+    ) -> None:
+        job_name, namespace = job
+        choice = plan.resolved.choice
+        limits = plan.effective_limits
         details = {
+            "Kubernetes Job name": job_name,
+            "Kubernetes Namespace": namespace,
+            "Run ID": run.run_id,
             "Profile": choice.name,
             "Chosen by": choice.source,
             "PodTemplate": template_name(self.platform_name, choice.name),
             "Limits": ", ".join(f"{key} {value}" for key, value in sorted(limits.items())),
         }
-        details.update({f"Recomputed {name}": value for name, value in launch.recomputed.items()})
-        self._instance.report_engine_event(
-            f"Launching on resource profile {choice.name!r} ({choice.source})",
-            run,
-            EngineEventData(details),
-            cls=self.__class__,
-        )
+        details.update({f"Recomputed {name}": value for name, value in plan.recomputed.items()})
+        on_profile = f"on resource profile {choice.name!r} ({choice.source})"
+        if escalation is not None and created:
+            child = Rung(choice.name, limits.get("memory", "unknown"))
+            message = retry_sentence(escalation.parent_run_id, escalation.parent, child)
+            details["Escalation ladder"] = describe_ladder(escalation.ladder(child))
+        elif created:
+            message = f"Kubernetes run worker job created {on_profile}"
+        else:
+            message = f"Creating Kubernetes run worker job {on_profile}"
+        # The escalation's sentence stands alone (no "[ProfileK8sRunLauncher]" prefix): it is the run's story.
+        cls = None if escalation is not None and created else self.__class__
+        self._instance.report_engine_event(message, run, EngineEventData(details), cls=cls)
 
-    # Health: name an OOM kill in one sentence instead of "K8s job failed".
+    def _record_tags(
+        self, run: DagsterRun, launch: ProfileLaunch, escalation: Escalation | None, *, launched: bool
+    ) -> None:
+        choice = launch.resolved.choice
+        limits = launch.effective_limits
+        tags = {PROFILE_TAG: choice.name, **resource_tags(launch.effective_requests, limits)}
+        if escalation is not None:
+            child = Rung(choice.name, limits.get("memory", "unknown"))
+            tags[LADDER_TAG] = format_ladder(escalation.ladder(child))
+        if launched and run.tags.get(OOM_TAG) == "true":
+            tags[OOM_TAG] = "false"  # copied from an OOM-killed parent by Dagster: not this run's
+        self._instance.add_run_tags(run.run_id, tags)
+
+    # Health: name an OOM kill in one sentence instead of "K8s job failed"; escalate it.
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        result: CheckRunHealthResult = super().check_run_worker_health(run)
+        with self._in_flight_while(run, None, None):
+            result: CheckRunHealthResult = super().check_run_worker_health(run)
         if result.status != WorkerStatus.FAILED:
             return result
         oom = self.oom_message(run)
         if oom:
-            self._instance.add_run_tags(run.run_id, {OOM_TAG: "true"})  # right-sizing counts OOM kills
+            self._mark_oom_killed(run)
         return CheckRunHealthResult(WorkerStatus.FAILED, oom) if oom else result
 
     def get_run_worker_debug_info(
         self, run: DagsterRun, include_container_logs: bool | None = True
     ) -> str | None:
-        debug_info = super().get_run_worker_debug_info(run, include_container_logs=include_container_logs)
+        with self._in_flight_while(run, None, None):
+            debug_info = super().get_run_worker_debug_info(run, include_container_logs=include_container_logs)
         oom = self.oom_message(run)
         if oom is None:
             return debug_info
         return f"{oom}\n{debug_info}" if debug_info else oom
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None:
+            return _stock_terminate(self, run_id)
+        with self._in_flight_while(run, None, None):
+            return _stock_terminate(self, run_id)
+
+    def _mark_oom_killed(self, run: DagsterRun) -> None:
+        """``floe/oom-killed``, and a retry in ``dagster/max_retries`` when the profile escalates (one write,
+        before run monitoring fails the run: Dagster decides on the retry from the tags at that moment)."""
+        tags = {OOM_TAG: "true"}  # right-sizing counts OOM kills, and the retry's launch escalates on it
+        if self._escalation_target(run) and self._instance.run_retries_enabled:
+            group = self._instance.get_run_group(run.run_id)
+            runs_in_group = len(list(group[1])) if group else 1
+            budget = retry_budget(
+                run.tags.get(MAX_RETRIES_TAG), self._instance.run_retries_max_retries, runs_in_group
+            )
+            if budget is not None:
+                tags[MAX_RETRIES_TAG] = budget
+        self._instance.add_run_tags(run.run_id, tags)
+
+    def _escalation_target(self, run: DagsterRun) -> str | None:
+        profile = run.tags.get(PROFILE_TAG)
+        template = self.templates.get(template_name(self.platform_name, profile)) if profile else None
+        return escalation_target(template) if template else None
 
     def oom_message(self, run: DagsterRun) -> str | None:
         """One sentence when a pod of this run's Job was OOMKilled, else None."""
         namespace = super().get_container_context_for_run(run).namespace
         job_name = _job_name(run.run_id, resume_attempt_number=self._get_resume_attempt_number(run))
         pod = oom_killed_pod(self._api_client.core_api, namespace, job_name)
-        return None if pod is None else _oom_sentence(pod, run)
+        if pod is None:
+            return None
+        return _oom_sentence(pod, run, self._escalation_target(run), self._instance.run_retries_enabled)
 
 
 def oom_killed_pod(core_api: Any, namespace: str | None, job_name: str) -> Any | None:
@@ -436,6 +655,34 @@ def oom_killed_pod(core_api: Any, namespace: str | None, job_name: str) -> Any |
     return None
 
 
+@dataclass
+class _InFlight:
+    """A run inside launch_run, resume_run or a health check, debug info or terminate call."""
+
+    context: K8sContainerContext
+    launch: ProfileLaunch | None
+    escalation: Escalation | None
+    job: tuple[str, str] | None = None
+    """The Job's name and namespace, from the stock "creating" hook until its event is written."""
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A retry of a run OOMKilled on ``parent``'s profile, launched on ``target``."""
+
+    parent_run_id: str
+    parent: Rung
+    parent_ladder: str | None
+    target: str
+
+    @property
+    def choice(self) -> ProfileChoice:
+        return ProfileChoice(self.target, f"escalation after OOM of run {self.parent_run_id}")
+
+    def ladder(self, child: Rung) -> list[Rung]:
+        return climbed_ladder(self.parent_ladder, self.parent, child)
+
+
 def _was_oom_killed(pod: Any) -> bool:
     for status in (pod.status.container_statuses if pod.status else None) or []:
         for state in (status.state, status.last_state):
@@ -445,25 +692,54 @@ def _was_oom_killed(pod: Any) -> bool:
     return False
 
 
-def _oom_sentence(pod: Any, run: DagsterRun) -> str:
-    return oom_sentence(pod, run.tags.get(PROFILE_TAG), run.tags.get(MEMORY_LIMIT_TAG))
+def _oom_sentence(pod: Any, run: DagsterRun, target: str | None, retries_enabled: bool) -> str:
+    return oom_sentence(
+        pod,
+        run.tags.get(PROFILE_TAG),
+        run.tags.get(MEMORY_LIMIT_TAG),
+        target=target,
+        retries_enabled=retries_enabled,
+        ladder=parse_ladder(run.tags.get(LADDER_TAG)),
+    )
 
 
 def oom_sentence(
-    pod: Any, profile: str | None, memory: str | None, worker: str = "Run worker", tag: str = "run tag"
+    pod: Any,
+    profile: str | None,
+    memory: str | None,
+    worker: str = "Run worker",
+    tag: str = "run tag",
+    *,
+    target: str | None = None,
+    retries_enabled: bool = False,
+    ladder: Sequence[Rung] = (),
 ) -> str:
-    """The one sentence of an OOM kill: the pod, its memory limit and profile, and how to fix it."""
+    """The one sentence of an OOM kill: the pod, its memory limit and profile, how to fix it, and where the
+    escalation ladder (``target``, the rungs tried) takes it."""
     memory = memory or _pod_memory_limit(pod) or "unknown"
+    killed = f"{worker} pod {pod.metadata.name} was OOMKilled"
     if profile is None:
         return (
-            f"{worker} pod {pod.metadata.name} was OOMKilled: it used more than its memory limit {memory}; "
+            f"{killed}: it used more than its memory limit {memory}; "
             f"run it on a larger resource profile with the {tag} {PROFILE_TAG}."
         )
+    used = f"it used more than the memory limit {memory} of resource profile {profile!r}"
+    if target is not None and retries_enabled:
+        return f"{killed}: {used}, which escalates to {target!r}; Dagster's run retries run it again there."
+    if target is not None:
+        return (
+            f"{killed}: {used}, which escalates to {target!r}, but run_retries is not enabled in "
+            f"dagster.yaml, so it is not retried; enable run_retries, or run it on {target!r} with the run "
+            f"tag {PROFILE_TAG}."
+        )
+    tried = (
+        f", the top of the escalation ladder tried ({describe_ladder(ladder)})"
+        if len(ladder) > 1 and ladder[-1].profile == profile
+        else ""
+    )
     return (
-        f"{worker} pod {pod.metadata.name} was OOMKilled: it used more than the memory limit {memory} of "
-        f"resource profile {profile!r}; raise limits.memory of {profile!r} in platform.yaml, run it on a "
-        f"larger profile with the {tag} {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills "
-        "sooner."
+        f"{killed}: {used}{tried}; raise limits.memory of {profile!r} in platform.yaml, run it on a larger "
+        f"profile with the {tag} {PROFILE_TAG}, or lower DUCKDB_MEMORY_LIMIT so DuckDB spills sooner."
     )
 
 

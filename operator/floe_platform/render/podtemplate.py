@@ -38,6 +38,11 @@ HASH_ANNOTATION = "floe.dev/profile-hash"
 DERIVED_ENV_ANNOTATION = "floe.dev/derived-env"
 """Comma-separated DUCKDB_* names the renderer derived from the limits (the launcher recomputes only
 these when a higher layer overrides the limits; values the profile set stay as written)."""
+ESCALATE_ANNOTATION = "floe.dev/escalate-to"
+"""The profile's ``escalate_to``, when it has one: the run launcher reads it from the PodTemplate to retry an
+OOM-killed run one rung up."""
+RENDERED_ANNOTATIONS = frozenset({HASH_ANNOTATION, DERIVED_ENV_ANNOTATION, ESCALATE_ANNOTATION})
+"""Every annotation the renderer may write: the operator drops those the new render leaves out."""
 RUN_USER_ID = 1000
 
 
@@ -191,6 +196,8 @@ def render_pod_template(
             DERIVED_ENV_ANNOTATION: ",".join(name for name in DUCKDB_ENV_NAMES if name not in profile.env),
         },
     }
+    if profile.escalate_to:
+        metadata["annotations"][ESCALATE_ANNOTATION] = profile.escalate_to
     if namespace:
         metadata["namespace"] = namespace
     temp_directory = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(), profile.env)[
