@@ -88,6 +88,16 @@ class CertificateAuthority:
         _write_key(key, directory / "ca.key")
         return cls(key, cert, cert_path)
 
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """The CA that ``create`` wrote to ``directory``, to issue more certificates (a node's)."""
+        cert_path = directory / "ca.crt"
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / 'ca.key'} is not the EC key that create() writes")
+        return cls(key, cert, cert_path)
+
     @property
     def key_path(self) -> Path:
         return self.cert_path.with_name("ca.key")
