@@ -38,6 +38,7 @@ DOCKER = "/usr/bin/docker"  # Debian's client: it builds with BuildKit without t
 # The pause image the CRI plugin runs as each pod's sandbox; built by testkit.realnode.images.
 PAUSE_IMAGE = "floe-platform/pause:local"
 STOP_ORDER = ("dockerd", "containerd")
+CNI_BRIDGE = "floe-cni0"
 
 
 class EngineUnavailableError(RuntimeError):
@@ -154,7 +155,7 @@ def cni_config(run_dir: Path, subnet: str) -> str:
   "plugins": [
     {{
       "type": "bridge",
-      "bridge": "floe-cni0",
+      "bridge": "{CNI_BRIDGE}",
       "isGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
@@ -246,6 +247,8 @@ def stop(run_dir: Path) -> None:
     if "containerd" in pids and _is_ours(pids["containerd"]):
         kill_k8s_tasks(Engine(run_dir, store_dir()))
         _stop(pids["containerd"])
+    # The CNI bridge outlives its last pod; it is ours (its name is in our CNI config).
+    subprocess.run(["ip", "link", "delete", CNI_BRIDGE], capture_output=True, check=False)
     for leftover in ("containerd-state", "docker-exec"):
         unmount_below(run_dir / leftover)
         shutil.rmtree(run_dir / leftover, ignore_errors=True)

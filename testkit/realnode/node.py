@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,10 +229,36 @@ def leave(plane: ControlPlane | None, run_dir: Path, timeout: float = 60.0) -> N
     if record is not None:
         _stop(record)
     _remove_cgroup_root(cgroup_root_name(run_dir))
+    _remove_kubelet_iptables()
     unmount_below(run_dir)  # the kubelet bind-mounts its root directory and the pods' volumes
     if plane is not None:
         with contextlib.suppress(ApiError):  # the control plane may be gone already
             plane.admin_api().delete(f"/api/v1/nodes/{name}")
+
+
+# The chains the kubelet adds at start and never removes; KUBE-FIREWALL also hooks INPUT and OUTPUT.
+KUBELET_CHAINS = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+    "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
+}
+
+
+def _remove_kubelet_iptables() -> None:
+    """Leave the host's iptables as they were before the kubelet started (both families)."""
+    for tool in ("iptables", "ip6tables"):
+        for hook in ("INPUT", "OUTPUT"):
+            while _iptables(tool, "filter", "-D", hook, "-j", "KUBE-FIREWALL"):
+                pass
+        for table, chains in KUBELET_CHAINS.items():
+            for chain in chains:
+                if _iptables(tool, table, "-F", chain):
+                    _iptables(tool, table, "-X", chain)
+
+
+def _iptables(tool: str, table: str, *args: str) -> bool:
+    done = subprocess.run([tool, "-w", "5", "-t", table, *args], capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def _drain(plane: ControlPlane, name: str, timeout: float) -> None:

@@ -66,7 +66,6 @@ PLATFORM = {
     },
 }
 RUN_TIMEOUT_S = 300.0
-LOG = logging.getLogger(__name__)
 
 
 def _probes() -> ModuleType:
@@ -239,7 +238,7 @@ def test_run_pod_runs_the_job_inside_its_profiles_memory_limit_and_duckdb_env(pl
     started = time.monotonic()
     run = platform.launch(PROBES.REPORT_LIMITS_JOB, "small")
     pod = platform.pod_finished(run)
-    LOG.warning("run pod of the limits report finished in %.0f s", time.monotonic() - started)
+    print(f"\n[realnode] launch to the end of the limits report's pod: {time.monotonic() - started:.0f} s")
     status = pod["status"]["containerStatuses"][0]
     assert pod["status"]["phase"] == "Succeeded", status
     assert status["state"]["terminated"]["exitCode"] == 0
@@ -273,7 +272,7 @@ def test_run_past_its_profile_memory_is_oom_killed_by_the_kernel_and_says_so(pla
     run_config = {"ops": {"e2e__memory_hog": {"config": {"mebibytes": 2048}}}}
     run = platform.launch(PROBES.MEMORY_HOG_JOB, "tiny", run_config)
     pod = platform.pod_finished(run)
-    LOG.warning("run pod of the memory hog finished in %.0f s", time.monotonic() - started)
+    print(f"\n[realnode] launch to the OOM kill of the memory hog's pod: {time.monotonic() - started:.0f} s")
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert pod["status"]["phase"] == "Failed"
     assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
