@@ -32,6 +32,8 @@ PACKAGES = {
     "docker.io": "/usr/bin/dockerd",
     "debootstrap": "/usr/sbin/debootstrap",
     "iptables": "/usr/sbin/iptables",
+    # debootstrap checks Debian's release signatures; Debian hosts have the keyring already.
+    "debian-archive-keyring": "/usr/share/keyrings/debian-archive-keyring.gpg",
 }
 CNI_BIN_DIR = Path("/usr/lib/cni")
 DOCKER = "/usr/bin/docker"  # Debian's client: it builds with BuildKit without the buildx plugin

@@ -75,7 +75,10 @@ def image_id(engine: Engine, tag: str) -> str | None:
 
 
 def debian_mirror() -> str:
-    """The Debian archive this host's apt uses (the machines reach no other)."""
+    """The Debian archive this host's apt uses when the host is Debian (the development machines reach no
+    other), else Debian's own."""
+    if "ID=debian" not in Path("/etc/os-release").read_text():
+        return "http://deb.debian.org/debian"
     for source in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
         for line in source.read_text().splitlines():
             if line.startswith("URIs:") and "security" not in line:
