@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint bench e2e schemas clean fuzz controlplane-bin cluster cluster-down
+.PHONY: help install demo test test-fast lint bench e2e e2e-smoke e2e-kind schemas clean fuzz controlplane-bin cluster cluster-down
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,7 +72,15 @@ cluster: controlplane-bin ## Start a real control plane in the background; write
 cluster-down: install ## Stop the control plane `make cluster` started and remove .cluster/.
 	python -m testkit.controlplane down --state-dir .cluster
 
-e2e: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
+# Real pods without a registry: Debian's containerd, runc, CNI plugins and docker.io (installed when
+# missing; their daemons run in the background with their own directories and stop at the end), a kubelet
+# built with the control plane, and every image built here from a debootstrap'd base. See docs/e2e.md.
+e2e: e2e-smoke ## End to end on real pods here (no registry): packages, images, a kubelet node, the suite.
+
+e2e-smoke: install controlplane-bin ## Real-pod smoke test: one run pod on a profile, one kernel OOM kill (root needed).
+	FLOE_REAL_PODS=1 pytest tests/realnode -s $(PYTEST_ARGS)
+
+e2e-kind: install ## kind end to end: build both images, helm install, run the suite (needs Docker and kind; KEEP_CLUSTER=1 keeps the cluster).
 	FLOE_E2E=required pytest tests/e2e -s $(PYTEST_ARGS)
 
 fuzz: install ## Run the generated bad-input corpus longer (FLOE_FUZZ_CASES, default 20000; FLOE_FUZZ_SEED).

@@ -1,4 +1,4 @@
-"""Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from Go modules.
+"""Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kwok from Go modules.
 
 The binaries go to a cache outside the clone, keyed by the pinned versions (a hash of the wrapper
 modules' go.mod and go.sum files, the build flags and the Go version), so a second clone on the same
@@ -43,6 +43,8 @@ TARGETS = (
     Target("kube", "k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
     Target("kube", "k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"),
     Target("kube", "k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
+    # The kubelet of the real node (testkit.realnode): the same release as the control plane, no skew.
+    Target("kube", "k8s.io/kubernetes/cmd/kubelet", "kubelet"),
     Target("kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok"),
 )
 BINARIES = tuple(target.binary for target in TARGETS)

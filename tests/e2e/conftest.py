@@ -1,6 +1,6 @@
 """The kind e2e suite: collected by every `make test`, skipped (with the reason) where it cannot run.
 
-`make e2e` sets FLOE_E2E=required, which turns a missing prerequisite into a failure instead of a skip.
+`make e2e-kind` sets FLOE_E2E=required, which turns a missing prerequisite into a failure instead of a skip.
 The suite itself is ``test_kind_e2e.py``; the whole cluster is built once per session in ``deployment``.
 """
 
@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     reason = skip_reason(problems)
     if os.environ.get("FLOE_E2E") == "required":
-        raise pytest.UsageError(f"make e2e: {reason}")
+        raise pytest.UsageError(f"make e2e-kind: {reason}")
     for item in e2e_items:
         item.add_marker(pytest.mark.skip(reason=reason))
 

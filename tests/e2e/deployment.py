@@ -1,6 +1,6 @@
 """Build the e2e platform on kind with the real CLIs: cluster, images, chart, FloePlatform.
 
-Order, as `make e2e` documents it: create (or reuse) the kind cluster from ``kind-config.yaml``; build
+Order, as `make e2e-kind` documents it: create (or reuse) the kind cluster from ``kind-config.yaml``; build
 the operator and user-code images from ``images/`` and the e2e layer from ``image/``; ``kind load`` them;
 ``helm upgrade --install`` the chart with ``values-e2e.yaml``; wait for every Deployment, the database and
 the bucket Job; apply the FloePlatform made by ``floe cr`` and wait until ``kubectl get fp`` says Ready.

@@ -60,4 +60,4 @@ def missing_prerequisites(path: str | None = None) -> list[str]:
 
 
 def skip_reason(problems: list[str]) -> str:
-    return "kind e2e needs Docker and kind, then `make e2e`: " + "; ".join(problems)
+    return "kind e2e needs Docker and kind, then `make e2e-kind`: " + "; ".join(problems)

@@ -2,7 +2,7 @@
 
 Stand-ins: fake ``docker``, ``kind``, ``helm`` and ``kubectl`` executables that record their arguments and
 answer with canned output. ``floe cr`` is the real CLI. What this cannot show: that the real tools accept
-these calls against a real cluster (that is ``make e2e``'s job); it shows the sequence, the files each
+these calls against a real cluster (that is ``make e2e-kind``'s job); it shows the sequence, the files each
 step uses, the FloePlatform handed to kubectl, and teardown on success, on failure and with KEEP_CLUSTER.
 """
 

@@ -46,7 +46,9 @@ class BuilderReplay:
         """Replay every instruction of the builder stage; the path of its /opt/venv on this host."""
         steps = {"WORKDIR": self._workdir, "ENV": self._env, "COPY": self._copy, "RUN": self._run}
         for item in self.dockerfile.instructions:
-            if item.stage != 0:
+            if item.stage < 0:
+                continue  # a global ARG (BASE_IMAGE) before the first FROM: substituted, never run
+            if item.stage > 0:
                 break
             if item.keyword in steps:
                 steps[item.keyword](item)

@@ -24,6 +24,8 @@ class Instruction:
     keyword: str
     arguments: str
     stage: int
+    # A RUN's own flags (``--mount=...``, ``--network=...``), kept apart from its shell command.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,13 @@ def _instructions(text: str) -> list[Instruction]:
         keyword = keyword.upper()
         if keyword == "FROM":
             stage += 1
-        instructions.append(Instruction(keyword, arguments.strip(), stage))
+        flags: list[str] = []
+        arguments = arguments.strip()
+        while keyword == "RUN" and arguments.startswith("--"):
+            flag, _, arguments = arguments.partition(" ")
+            flags.append(flag)
+            arguments = arguments.strip()
+        instructions.append(Instruction(keyword, arguments, stage, tuple(flags)))
     return instructions
 
 
@@ -140,7 +148,12 @@ def uv_export_command(dockerfile: Dockerfile) -> list[str]:
 def _base_image_problems(dockerfile: Dockerfile, python_version: tuple[int, int]) -> list[str]:
     problems = []
     stages = dockerfile.all("FROM")
-    images = {item.arguments.split()[0] for item in stages}
+    # `FROM ${BASE_IMAGE}`: the default is what a plain `docker build` uses, so that is what must be pinned.
+    defaults = dockerfile.arg_defaults()
+    images = {
+        re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), item.arguments.split()[0])
+        for item in stages
+    }
     for image in sorted(images):
         match = PYTHON_BASE.match(image)
         if not match:

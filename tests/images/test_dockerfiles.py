@@ -110,8 +110,8 @@ def test_dockerfile_installs_only_the_lock(extra: str) -> None:
 
 BREAKAGES = {
     "unpinned pip install": (
-        "RUN uv build",
-        "RUN pip install --no-cache-dir requests\nRUN uv build",
+        "COPY README.md ./",
+        "RUN pip install --no-cache-dir requests\nCOPY README.md ./",
         "only through `uv pip install`",
     ),
     "export not frozen": ("uv export --frozen", "uv export", "lacks --frozen"),
@@ -119,12 +119,12 @@ BREAKAGES = {
     "install without hashes": ("--require-hashes ", "", "--require-hashes"),
     "install without --no-config": ("--no-config ", "", "--no-config"),
     "unpinned base": (
-        "FROM python:3.11.7-slim-bookworm AS builder",
-        "FROM python:3.11-slim AS builder",
+        "ARG BASE_IMAGE=python:3.11.7-slim-bookworm",
+        "ARG BASE_IMAGE=python:3.11-slim",
         "pinned python",
     ),
     "another uv": ("ARG UV_VERSION=", "ARG UV_VERSION=0.1.", "ARG UV_VERSION must be"),
-    "sync instead of export": ("RUN uv build", "RUN uv sync\nRUN uv build", "must not resolve"),
+    "sync instead of export": ("COPY README.md ./", "RUN uv sync\nCOPY README.md ./", "must not resolve"),
     "install in runtime stage": (
         "ENTRYPOINT",
         'RUN pip install --no-cache-dir "uv==0.13.9"\nENTRYPOINT',
