@@ -201,19 +201,20 @@ def run() -> Outcome:
             ),
         ]
         last = env.converges[-1]
+        operator_times = ", ".join(f"{c.seconds:.1f}" for c in env.converges)
+        bare_times = ", ".join(f"{b:.1f}" for b in env.bare)
         outcome.notes.append(
-            f"{env.environment}: {rounds} round(s); operator {', '.join(f'{c.seconds:.1f}' for c in env.converges)} s "
-            f"vs bare {', '.join(f'{b:.1f}' for b in env.bare)} s; the FloePlatform creates took {last.creating:.1f} s "
-            f"of the operator's time; requests per FloePlatform (floor {FLOOR_PER_PLATFORM}): "
-            f"{per_platform(last.requests, count)}."
+            f"{env.environment}: {rounds} round(s); operator {operator_times} s vs bare {bare_times} s; the "
+            f"FloePlatform creates took {last.creating:.1f} s of the operator's time; requests per "
+            f"FloePlatform (floor {FLOOR_PER_PLATFORM}): {per_platform(last.requests, count)}."
         )
     outcome.notes = [
-        f"{len(platforms)} FloePlatforms x {PROFILES} profiles = {len(platforms) * PROFILES} PodTemplates, each "
-        "checked against the renderer's output (template and profile hash). Bare and operator sides alternate "
-        "in the same run; the ratio is the median of each pair's ratio. Requests: what the API server served "
-        "during the operator's converge, without the user's FloePlatform creates and the watches "
-        "(real server: its own apiserver_request_total, server-wide for those resources). RSS: the operator "
-        "process tree, sampled every 0.1 s.",
+        f"{len(platforms)} FloePlatforms x {PROFILES} profiles = {len(platforms) * PROFILES} PodTemplates, "
+        "each checked against the renderer's output (template and profile hash). Bare and operator sides "
+        "alternate in the same run; the ratio is the median of each pair's ratio. Requests: what the API "
+        "server served during the operator's converge, without the user's FloePlatform creates and the "
+        "watches (real server: its own apiserver_request_total, server-wide for those resources). RSS: the "
+        "operator process tree, sampled every 0.1 s.",
         *outcome.notes,
         *notes,
     ]

@@ -52,7 +52,7 @@ class HashWatch(TemplateWatch):
     """Signals when one template's profile hash becomes ``wanted``; built from a side's watch."""
 
     def __init__(self, base: TemplateWatch) -> None:
-        super().__init__("", "", base.expected, base.token, base.context, base.exact)
+        super().__init__("", "", base.expected, token=base.token, context=base.context, exact=base.exact)
         self.url = base.url
         self.target = ("", "")
         self.arrived = threading.Event()
@@ -69,11 +69,13 @@ class HashWatch(TemplateWatch):
             self.arrived.set()
 
 
-def _change_latencies(side: Side, platforms: dict[str, dict[str, Any]], watch: HashWatch) -> list[float]:
+def _change_latencies(
+    side: Side, platforms: dict[str, dict[str, Any]], watch: HashWatch, changes: int
+) -> list[float]:
     custom = kubernetes.client.CustomObjectsApi(side.user())
     latencies = []
-    for change in range(CHANGES):
-        platform = f"platform-{change % PLATFORMS:02d}"
+    for change in range(changes):
+        platform = f"platform-{change % len(platforms):02d}"
         profile_index = change % PROFILES
         profile = profile_spec(profile_index, memory_mib=1024 + 16 * (change + 1))
         spec = platforms[platform]
@@ -91,12 +93,12 @@ def _change_latencies(side: Side, platforms: dict[str, dict[str, Any]], watch: H
     return latencies
 
 
-def _bare_patch_seconds(side: Side) -> list[float]:
+def _bare_patch_seconds(side: Side, changes: int) -> list[float]:
     """A bare client (the operator's own identity on the real server) patching one PodTemplate."""
     core = kubernetes.client.CoreV1Api(side.writer())
     name = "platform-00-p0"
     seconds = []
-    for change in range(CHANGES):
+    for change in range(changes):
         started = time.perf_counter()
         core.patch_namespaced_pod_template(
             name, side.namespace, {"metadata": {"labels": {"bench": str(change)}}}
@@ -105,9 +107,11 @@ def _bare_patch_seconds(side: Side) -> list[float]:
     return seconds
 
 
-def measure(environment: Environment, workdir: Path) -> tuple[list[float], list[float]]:
+def measure(
+    environment: Environment, workdir: Path, platforms_count: int = PLATFORMS, changes: int = CHANGES
+) -> tuple[list[float], list[float]]:
     """Latencies of the operator's changes, then the bare PATCHes, on one side of ``environment``."""
-    platforms = {f"platform-{index:02d}": platform_spec(PROFILES) for index in range(PLATFORMS)}
+    platforms = {f"platform-{index:02d}": platform_spec(PROFILES) for index in range(platforms_count)}
     with environment.side("p2") as side:
         custom = kubernetes.client.CustomObjectsApi(side.user())
         log = workdir / f"operator-p2-{side.namespace}.log"
@@ -123,8 +127,8 @@ def measure(environment: Environment, workdir: Path) -> tuple[list[float], list[
                 )
             if not hash_watch.converged.wait(300):
                 raise RuntimeError("the initial templates did not converge")
-            latencies = _change_latencies(side, platforms, hash_watch)
-            bare = _bare_patch_seconds(side)
+            latencies = _change_latencies(side, platforms, hash_watch, changes)
+            bare = _bare_patch_seconds(side, changes)
         finally:
             hash_watch.close()
             operator.stop()
@@ -179,10 +183,10 @@ def outcome(measured: list[Latencies], notes: list[str]) -> Outcome:
         result.checks.append(Check(f"{env.environment} p95 <= 300 ms", f"{p95:.0f} ms", p95 <= 300))
         result.notes.append(f"{env.environment}: max {max(ms):.0f} ms, mean {statistics.mean(ms):.0f} ms.")
     result.notes = [
-        f"{CHANGES} sequential changes across {PLATFORMS} FloePlatforms x {PROFILES} profiles. The path: PATCH "
-        "-> kopf watch event -> reconcile (compare with the watch-fed index, JSON patch) -> PodTemplate watch "
-        "event. Emulator lists honour labelSelector; on the real server the operator and the bare client "
-        "use the operator's ServiceAccount token.",
+        f"{CHANGES} sequential changes across {PLATFORMS} FloePlatforms x {PROFILES} profiles. The path: "
+        "PATCH -> kopf watch event -> reconcile (compare with the watch-fed index, JSON patch) -> "
+        "PodTemplate watch event. Emulator lists honour labelSelector; on the real server the operator and "
+        "the bare client use the operator's ServiceAccount token.",
         *result.notes,
         *notes,
     ]

@@ -181,6 +181,7 @@ class TemplateWatch(threading.Thread):
         url: str,
         namespace: str,
         expected: Mapping[str, Mapping[str, Any]],
+        *,
         token: str = "emulator-token",
         context: ssl.SSLContext | None = None,
         exact: bool = True,

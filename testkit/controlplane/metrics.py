@@ -14,7 +14,7 @@ from collections import Counter
 from testkit.controlplane.kubeapi import KubeApi
 
 RequestKey = tuple[str, str, str]
-"""(verb, resource, subresource): ``("POST", "podtemplates", "")``, ``("PATCH", "floeplatforms", "status")``."""
+"""(verb, resource, subresource), e.g. ``("PATCH", "floeplatforms", "status")``."""
 
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
