@@ -148,7 +148,8 @@ def measure(
     environment: Environment, platforms: dict[str, dict[str, Any]], rounds: int, workdir: Path
 ) -> EnvironmentFigures:
     templates = list(expected_templates(platforms, "bench").values())
-    bare, converges = [], []
+    bare: list[float] = []
+    converges: list[Converge] = []
     for _ in range(rounds):
         with environment.side("bare") as side:
             bare.append(bare_client_seconds(side, templates))
@@ -162,7 +163,8 @@ def run_environments(
 ) -> tuple[list[EnvironmentFigures], list[str]]:
     """Measure in every wanted environment; a missing control plane is a note, not a failure."""
     wanted = wanted_environments()
-    figures, notes = [], []
+    figures: list[EnvironmentFigures] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=prefix) as directory:
         workdir = Path(directory)
         if EMULATOR in wanted:
