@@ -20,13 +20,13 @@ def _lazy(module: str) -> Callable[[], Outcome]:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "P1",
-        "Operator convergence: 200 FloePlatforms x 5 profiles",
+        "Operator convergence: 200 FloePlatforms x 5 profiles (emulator and kube-apiserver)",
         "time ratio vs bare client <= 1.5; operator RSS <= 150 MB",
         _lazy("p1_convergence"),
     ),
     Benchmark(
         "P2",
-        "Reconcile latency: PATCH profile -> PodTemplate, 100 changes",
+        "Reconcile latency: PATCH profile -> PodTemplate, 100 changes (emulator and kube-apiserver)",
         "p95 <= 300 ms",
         _lazy("p2_latency"),
     ),
@@ -57,5 +57,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "floe rightsize over 10,000 recorded runs",
         "end to end <= 10 s; read + report <= 1.5x Dagster's own read",
         _lazy("p8_rightsize_report"),
+    ),
+    Benchmark(
+        "P9",
+        "Operator scale curve on kube-apiserver: 10-1000 FloePlatforms x 5 profiles",
+        "time per FloePlatform at 1000 <= 1.5x that at 100; RSS <= 150 MB",
+        _lazy("p9_scale"),
     ),
 )

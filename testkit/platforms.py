@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any
 
 from floe_platform.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, platform_resource
 from floe_platform.config import load_platform, parse_platform
+from floe_platform.config.quantity import QuantityError, parse_quantity
 from floe_platform.render import HASH_ANNOTATION, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 
@@ -28,6 +30,8 @@ PRODUCTION = ROOT / "platform-config/platform/production/platform.yaml"
 NAMESPACE = "floe"
 CR = (GROUP, VERSION, NAMESPACE, PLURAL)
 WATCH_IDLE_SECONDS = 5
+# Fields of a pod spec that hold quantities (resources' cpu and memory, an emptyDir's sizeLimit).
+QUANTITY_KEYS = frozenset({"cpu", "memory", "ephemeral-storage", "sizeLimit"})
 
 
 def production_cr(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -90,15 +94,18 @@ class Verdict:
         return not (self.missing or self.extra or self.duplicated or self.wrong)
 
 
-def judge(live: Iterable[Mapping[str, Any]], expected: Mapping[str, Mapping[str, Any]]) -> Verdict:
-    """Compare live PodTemplates carrying our platform label with ``expected``."""
+def judge(
+    live: Iterable[Mapping[str, Any]], expected: Mapping[str, Mapping[str, Any]], exact: bool = True
+) -> Verdict:
+    """Compare live PodTemplates carrying our platform label with ``expected`` (``exact``: equal templates;
+    otherwise contained, for what a real API server stores)."""
     ours = [item for item in live if PLATFORM_LABEL in ((item.get("metadata") or {}).get("labels") or {})]
     counts = Counter(item["metadata"]["name"] for item in ours)
     by_name = {item["metadata"]["name"]: item for item in ours}
     wrong = [
         name
         for name, item in by_name.items()
-        if name in expected and not _same_template(item, expected[name])
+        if name in expected and not _same_template(item, expected[name], exact)
     ]
     return Verdict(
         missing=sorted(set(expected) - set(by_name)),
@@ -108,11 +115,37 @@ def judge(live: Iterable[Mapping[str, Any]], expected: Mapping[str, Mapping[str,
     )
 
 
-def _same_template(live: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+def _same_template(live: Mapping[str, Any], wanted: Mapping[str, Any], exact: bool = True) -> bool:
+    """The profile hash, and the template: equal (``exact``, the emulator) or contained (a real server)."""
     live_hash = (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)
-    return bool(live_hash == wanted["metadata"]["annotations"][HASH_ANNOTATION]) and bool(
-        live.get("template") == wanted["template"]
-    )
+    if live_hash != wanted["metadata"]["annotations"][HASH_ANNOTATION]:
+        return False
+    if exact:
+        return bool(live.get("template") == wanted["template"])
+    return contains(live.get("template"), wanted["template"])
+
+
+def contains(live: Any, rendered: Any, key: str | None = None) -> bool:
+    """Whether ``live`` (as a server stored it) holds everything ``rendered`` says: each rendered field with
+    an equal value, lists item for item, quantities by value. A real API server adds defaults
+    (``terminationMessagePolicy``, ...) and makes quantities canonical (``1024Mi`` -> ``1Gi``); the emulator
+    stores what it got, where this is plain equality."""
+    if isinstance(rendered, Mapping):
+        return isinstance(live, Mapping) and all(
+            name in live and contains(live[name], value, name) for name, value in rendered.items()
+        )
+    if isinstance(rendered, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(rendered)
+            and all(contains(a, w) for a, w in zip(live, rendered, strict=True))
+        )
+    if live != rendered and key in QUANTITY_KEYS:
+        try:
+            return parse_quantity(str(live)) == parse_quantity(str(rendered))
+        except QuantityError:
+            return False
+    return bool(live == rendered)
 
 
 def list_templates(api_client: Any, namespace: str) -> list[dict[str, Any]]:
@@ -143,9 +176,23 @@ class TemplateWatch(threading.Thread):
     event: ``converged_at`` is the ``perf_counter`` time of the event that completed the set.
     """
 
-    def __init__(self, url: str, namespace: str, expected: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        expected: Mapping[str, Mapping[str, Any]],
+        *,
+        token: str = "emulator-token",
+        context: ssl.SSLContext | None = None,
+        exact: bool = True,
+    ) -> None:
+        """``token``, ``context`` (the server's CA) and ``exact=False`` (see ``judge``) for a real API
+        server; the defaults suit the emulator."""
         super().__init__(daemon=True)
         self.url = f"{url}/api/v1/namespaces/{namespace}/podtemplates?watch=true"
+        self.token = token
+        self.context = context
+        self.exact = exact
         self.expected = expected
         self.live: dict[str, dict[str, Any]] = {}
         self.right: set[str] = set()
@@ -156,9 +203,11 @@ class TemplateWatch(threading.Thread):
     def run(self) -> None:
         while not self._stop.is_set():
             self.live, self.right = {}, set()  # a new watch replays every object as ADDED
-            request = urllib.request.Request(self.url, headers={"Authorization": "Bearer emulator-token"})
+            request = urllib.request.Request(self.url, headers={"Authorization": f"Bearer {self.token}"})
             try:
-                with urllib.request.urlopen(request, timeout=WATCH_IDLE_SECONDS) as response:
+                with urllib.request.urlopen(
+                    request, timeout=WATCH_IDLE_SECONDS, context=self.context
+                ) as response:
                     for line in response:
                         if self._stop.is_set():
                             return
@@ -176,7 +225,11 @@ class TemplateWatch(threading.Thread):
             self.live.pop(name, None)
         else:
             self.live[name] = dict(item)
-        if name in self.expected and event["type"] != "DELETED" and _same_template(item, self.expected[name]):
+        if (
+            name in self.expected
+            and event["type"] != "DELETED"
+            and _same_template(item, self.expected[name], self.exact)
+        ):
             self.right.add(name)
         else:
             self.right.discard(name)

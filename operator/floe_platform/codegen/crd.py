@@ -136,6 +136,19 @@ def status_schema() -> dict[str, Any]:
                 "description": "metadata.generation of the spec the operator last acted on.",
             },
             "profileNames": {"type": "string", "description": "Comma-separated profile names."},
+            "lastHandledConfiguration": {
+                "type": "string",
+                "description": "The spec the operator last handled (JSON), from which it tells what changed.",
+            },
+            "handlerProgress": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": "The operator's retry bookkeeping while a reconcile is being retried.",
+            },
+            "handlerTouch": {
+                "type": "string",
+                "description": "Written by the operator to wake itself for a delayed retry.",
+            },
             "namespaceLimits": {
                 "type": "array",
                 "description": "The LimitRange and ResourceQuota in place (infrastructure.namespace_limits).",

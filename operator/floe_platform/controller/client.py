@@ -155,7 +155,13 @@ class ChildClient:
         name = body["metadata"]["name"]
         try:
             with _sorted_errors(f"create {self._kind} {self._namespace}/{name}"):
-                self._call("create")(self._namespace, body, _request_timeout=self._timeout)
+                # The answer is not read: plain bytes instead of the client's models, which would cost
+                # the operator CPU and memory for every child it writes.
+                _drain(
+                    self._call("create")(
+                        self._namespace, body, _request_timeout=self._timeout, _preload_content=False
+                    )
+                )
             return None
         except TransientApiError as error:
             if (
@@ -171,7 +177,11 @@ class ChildClient:
 
     def patch(self, name: str, operations: list[dict[str, Any]]) -> None:
         with _sorted_errors(f"patch {self._kind} {self._namespace}/{name}"):
-            self._call("patch")(name, self._namespace, operations, _request_timeout=self._timeout)
+            _drain(
+                self._call("patch")(
+                    name, self._namespace, operations, _request_timeout=self._timeout, _preload_content=False
+                )
+            )
 
     def delete(self, name: str) -> None:
         try:
@@ -195,6 +205,11 @@ def _sorted_errors(call: str) -> Iterator[None]:
         raise PermanentApiError(message) from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise TransientApiError(f"{call}: {type(error).__name__}: {error}") from error
+
+
+def _drain(response: Any) -> None:
+    """Read an unparsed answer to its end, which hands the connection back to the pool."""
+    response.data  # noqa: B018 (reading it is the point)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from floe_platform.controller.plan import PlatformRef
 from floe_platform.render.podtemplate import MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL
 
 FINALIZER = "floe.dev/operator"
-ANNOTATION_PREFIX = "operator.floe.dev"
+DIFFBASE_FIELD = "status.lastHandledConfiguration"
+PROGRESS_FIELD = "status.handlerProgress"
+TOUCH_FIELD = "status.handlerTouch"
 MAX_RETRY_DELAY = 60.0
 INDEX = "floe_templates"
 # One index per guardrail kind (kopf index ids are unique), keyed like INDEX.
@@ -76,10 +78,14 @@ def register(registry: kopf.OperatorRegistry, options: OperatorOptions) -> None:
 def apply_settings(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
     """Every kopf setting in one place; the defaults notice a dead API far too slowly."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(
+        field=PROGRESS_FIELD, touch_field=TOUCH_FIELD
     )
+    # Progress and the last handled spec live in the status, not in annotations: the status is written
+    # anyway after a reconcile, and annotations (kopf also marks each object it annotates) would cost a
+    # second PATCH per FloePlatform, the status being a subresource. An object last handled by an older
+    # operator (annotations only) is handled once more as new: reconcile is idempotent.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=DIFFBASE_FIELD)
     settings.posting.level = logging.WARNING  # Warning events (InvalidSpec, ApiError); info stays in logs
     settings.posting.reporting_component = "floe-operator"
     settings.watching.server_timeout = 60  # ask the server to end each watch; 410 Gone then relists
@@ -142,18 +148,29 @@ Known = tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]
 """The live children from the indexes: PodTemplates, and the guardrails by kind."""
 
 
+# What reconcile reads of a live child's metadata (plan.in_sync, patch_operations, owned_by); the rest,
+# managedFields above all, would only fill the operator's memory.
+_INDEXED_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences")
+
+
+def _indexed(body: kopf.Body, content: str) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    kept = {key: metadata[key] for key in _INDEXED_METADATA if key in metadata}
+    return {"metadata": kept, content: body.get(content)}
+
+
 def index_template(
     *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[TemplateKey, dict[str, Any]]:
     """Index our PodTemplates by (namespace, platform), keeping what ``reconcile`` compares."""
-    return {(namespace, labels.get(PLATFORM_LABEL)): {key: body.get(key) for key in ("metadata", "template")}}
+    return {(namespace, labels.get(PLATFORM_LABEL)): _indexed(body, "template")}
 
 
 def index_guardrail(
     *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[TemplateKey, dict[str, Any]]:
     """Index our LimitRanges and ResourceQuotas like the PodTemplates, keeping their ``spec``."""
-    return {(namespace, labels.get(PLATFORM_LABEL)): {key: body.get(key) for key in ("metadata", "spec")}}
+    return {(namespace, labels.get(PLATFORM_LABEL)): _indexed(body, "spec")}
 
 
 def known_templates(index: kopf.Index[TemplateKey, dict[str, Any]], body: kopf.Body) -> list[dict[str, Any]]:
