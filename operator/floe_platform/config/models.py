@@ -522,7 +522,11 @@ class CatalogDatabase(StrictModel):
     database: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
         "floe_catalog"
     )
-    """Database of the catalog; it must exist (the chart creates it in its own PostgreSQL)."""
+    """Database of the catalog; it must exist (the chart uses its own PostgreSQL's database)."""
+    metadata_schema: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
+        "floe_catalog"
+    )
+    """Schema of DuckLake's metadata tables in that database; DuckLake creates it on first use."""
     username: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)] = "dagster"
     """Role the run pods connect as."""
     password: PasswordSecretRef | None = None

@@ -32,6 +32,7 @@ from floe_platform.render.catalog_env import (
     CATALOG_DATA_PATH,
     CATALOG_METADATA,
     CATALOG_NAME,
+    CATALOG_SCHEMA,
     S3_ACCESS_KEY_ID,
     S3_ENDPOINT,
     S3_PATH_STYLE,
@@ -76,6 +77,7 @@ class CatalogSettings:
     metadata: str
     data_path: str
     s3: S3Settings
+    metadata_schema: str | None = None
 
     @property
     def attach_path(self) -> str:
@@ -111,6 +113,7 @@ def catalog_from_env(environ: Mapping[str, str] | None = None) -> CatalogSetting
         metadata=metadata,
         data_path=data_path,
         s3=s3_from_env(environ),
+        metadata_schema=environ.get(CATALOG_SCHEMA) or None,
     )
 
 
@@ -220,9 +223,11 @@ def attach_catalog(conn: duckdb.DuckDBPyConnection, catalog: CatalogSettings, *,
     """
     try:
         configure_storage(conn, catalog)
+        options = [f"DATA_PATH {_quote(catalog.data_path)}"]
+        if catalog.metadata_schema:
+            options.append(f"METADATA_SCHEMA {_quote(catalog.metadata_schema)}")
         conn.execute(
-            f"ATTACH IF NOT EXISTS {_quote(catalog.attach_path)} AS {catalog.name} "
-            f"(DATA_PATH {_quote(catalog.data_path)})"
+            f"ATTACH IF NOT EXISTS {_quote(catalog.attach_path)} AS {catalog.name} ({', '.join(options)})"
         )
         if use:
             conn.execute(f"USE {catalog.name}")

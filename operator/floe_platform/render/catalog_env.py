@@ -7,6 +7,7 @@ holds them, and neither does a PodTemplate.
 =========================  ===============================================================================
 FLOE_CATALOG_NAME          the attached catalog's name in DuckDB and dbt (``catalog.name``)
 FLOE_CATALOG_METADATA      DuckLake metadata: ``postgres:host=... port=... dbname=... user=...``, or a file
+FLOE_CATALOG_SCHEMA        the PostgreSQL schema of the metadata tables (absent for a file)
 FLOE_CATALOG_DATA_PATH     where DuckLake writes Parquet files: ``s3://bucket/prefix/``, or a folder
 FLOE_BLOB_PATH             where the blob I/O manager writes pickles: ``s3://bucket/prefix/``, or a folder
 FLOE_S3_ENDPOINT           the S3 API URL (absent for AWS S3)
@@ -29,6 +30,7 @@ from floe_platform.config.models import BUILTIN_STORAGE, CatalogDatabase, Platfo
 
 CATALOG_NAME = "FLOE_CATALOG_NAME"
 CATALOG_METADATA = "FLOE_CATALOG_METADATA"
+CATALOG_SCHEMA = "FLOE_CATALOG_SCHEMA"
 CATALOG_DATA_PATH = "FLOE_CATALOG_DATA_PATH"
 BLOB_PATH = "FLOE_BLOB_PATH"
 S3_ENDPOINT = "FLOE_S3_ENDPOINT"
@@ -40,6 +42,7 @@ PG_PASSWORD = "PGPASSWORD"
 CATALOG_ENV_NAMES = (
     CATALOG_NAME,
     CATALOG_METADATA,
+    CATALOG_SCHEMA,
     CATALOG_DATA_PATH,
     BLOB_PATH,
     S3_ENDPOINT,
@@ -98,6 +101,7 @@ def catalog_env(config: PlatformConfig) -> list[dict[str, Any]]:
     env = [
         _value(CATALOG_NAME, catalog.name),
         _value(CATALOG_METADATA, postgres_metadata(database)),
+        _value(CATALOG_SCHEMA, database.metadata_schema),
         _value(CATALOG_DATA_PATH, f"s3://{catalog.bucket}/{catalog.data_prefix}"),
         _value(BLOB_PATH, f"s3://{catalog.bucket}/{catalog.blob_prefix}"),
         *storage_env(storage),
