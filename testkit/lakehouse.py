@@ -23,7 +23,7 @@ from testkit.postgres import PASSWORD, SUPERUSER, Postgres
 S3_SECRET = "lake-s3"
 DATABASE_SECRET = "lake-db"
 S3_KEY_ID = "test-access-key"
-S3_SECRET_KEY = "test-secret-key"  # noqa: S105 - LocalStack accepts any key pair
+S3_SECRET_KEY = "test-secret-key"
 
 
 def lakehouse_platform_yaml(postgres: Postgres, s3_endpoint: str, database: str, bucket: str) -> str:

@@ -71,7 +71,7 @@ def lakehouse(
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     create_bucket(localstack_endpoint, bucket)
     root = tmp_path_factory.mktemp("run-pods")
-    yield Lakehouse(
+    return Lakehouse(
         lakehouse_platform_yaml(postgres_server, localstack_endpoint, database, bucket),
         localstack_endpoint,
         bucket,
@@ -101,7 +101,7 @@ def test_first_run_pod_materializes_bronze_into_the_catalog_on_s3(
 
 
 def test_next_run_pod_runs_dbt_on_bronze_through_the_catalog(dbt_run: dict[str, Any]) -> None:
-    """The dbt run (another process, no shared file) reads bronze from the catalog and builds silver and gold."""
+    """The dbt run (another process, no shared file) reads bronze through the catalog, builds silver, gold."""
     assert dbt_run["success"], dbt_run["failures"] or dbt_run["stderr"][-3000:]
     assert {"silver/stg_orders", "gold/customer_revenue", "gold/region_activity"} <= set(
         dbt_run["materialized"]
