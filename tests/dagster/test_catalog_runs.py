@@ -65,7 +65,7 @@ class Lakehouse:
 @pytest.fixture(scope="module")
 def lakehouse(
     postgres_server: Postgres, localstack_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lakehouse]:
+) -> Lakehouse:
     database = f"catalog_{uuid.uuid4().hex[:8]}"
     postgres_server.create_database(database)
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
