@@ -22,7 +22,7 @@ BRONZE = ("bronze/customers", "orders", "events", "order_amount_histogram")
 def materialize(selection: list[Any]) -> dict[str, Any]:
     import dagster as dg
 
-    from floe_demo import definitions
+    from floe_demo import definitions  # type: ignore[import-untyped]
 
     all_assets = [*definitions.UNPARTITIONED_ASSETS, *definitions.PARTITIONED_ASSETS]
     with dg.DagsterInstance.ephemeral() as instance:
@@ -39,7 +39,9 @@ def materialize(selection: list[Any]) -> dict[str, Any]:
         if event.is_step_failure and event.step_failure_data.error is not None
     ]
     materialized = sorted(
-        event.asset_key.to_user_string() for event in result.all_events if event.is_step_materialization
+        str(event.asset_key.to_user_string())
+        for event in result.all_events
+        if event.is_step_materialization and event.asset_key is not None
     )
     return {"success": result.success, "materialized": materialized, "failures": failures}
 
@@ -51,10 +53,10 @@ def bronze() -> dict[str, Any]:
 
 
 def dbt() -> dict[str, Any]:
-    from floe_demo.project import ensure_manifest
+    from floe_demo.project import ensure_manifest  # type: ignore[import-untyped]
 
     ensure_manifest()
-    from floe_demo.transform import dbt_models
+    from floe_demo.transform import dbt_models  # type: ignore[import-untyped]
 
     return materialize([dbt_models])
 
@@ -81,7 +83,7 @@ def read_gold() -> dict[str, Any]:
 def blob() -> dict[str, Any]:
     import dagster as dg
 
-    from floe_demo import definitions
+    from floe_demo import definitions  # type: ignore[import-untyped]
 
     with dg.DagsterInstance.ephemeral() as instance:
         value = definitions.defs.load_asset_value(dg.AssetKey("order_amount_histogram"), instance=instance)
