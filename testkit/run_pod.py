@@ -83,7 +83,7 @@ def read_gold() -> dict[str, Any]:
 def blob() -> dict[str, Any]:
     import dagster as dg
 
-    from floe_demo import definitions  # type: ignore[import-untyped]
+    from floe_demo import definitions
 
     with dg.DagsterInstance.ephemeral() as instance:
         value = definitions.defs.load_asset_value(dg.AssetKey("order_amount_histogram"), instance=instance)
