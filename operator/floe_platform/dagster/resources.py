@@ -128,6 +128,12 @@ def connect(
             time.sleep(delay)
 
 
+_ATTACHED: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] = {}
+"""One in-memory DuckDB per process, catalog and configuration with the catalog attached: loading the
+extensions and attaching take about a second, so every later connection is a cursor of it (a connection
+of its own to the same instance, with its own transactions)."""
+
+
 def connect_to_warehouse(
     database: str, config: Mapping[str, Any], *, max_retries: int = 10
 ) -> duckdb.DuckDBPyConnection:
@@ -136,13 +142,19 @@ def connect_to_warehouse(
     catalog = catalog_from_env()
     if catalog is None:
         return connect(database, config, max_retries=max_retries)
-    install_bundled_extensions(Path(config["extension_directory"]))
-    conn = duckdb.connect(":memory:", config=dict(config))
-    try:
-        attach_catalog(conn, catalog)
-    except BaseException:
-        conn.close()
-        raise
+    key = (catalog, tuple(sorted((name, str(value)) for name, value in config.items())))
+    instance = _ATTACHED.get(key)
+    if instance is None:
+        install_bundled_extensions(Path(config["extension_directory"]))
+        instance = duckdb.connect(":memory:", config=dict(config))
+        try:
+            attach_catalog(instance, catalog, use=False)
+        except BaseException:
+            instance.close()
+            raise
+        _ATTACHED[key] = instance
+    conn = instance.cursor()
+    conn.execute(f"USE {catalog.name}")
     return conn
 
 
