@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.chart.chart_render import Rendered, render
+from chart_render import Rendered, render
 
 from floe_platform.config import load_platform_text
 from floe_platform.render import render_pod_templates
