@@ -233,3 +233,7 @@ def attach_catalog(conn: duckdb.DuckDBPyConnection, catalog: CatalogSettings, *,
             conn.execute(f"USE {catalog.name}")
     except duckdb.Error as error:
         raise CatalogUnavailable(f"cannot attach the {describe(catalog)}: {error}") from error
+
+
+if __name__ == "__main__":  # `python -m floe_platform.dagster.catalog`: the image's build step
+    print(install_bundled_extensions())
