@@ -38,6 +38,7 @@ demo: install ## Run the main job on embedded defaults (local DuckDB file, no cl
 test: install controlplane-bin ## Lint, type-check and run every test (kind e2e is skipped where Docker or kind is missing).
 	$(MAKE) --no-print-directory lint
 	scripts/localstack.sh
+	scripts/postgres.sh
 	pytest $(PYTEST_ARGS)
 
 test-fast: install ## The inner loop: every test not marked slow (each under ~2 s), no lint.

@@ -9,6 +9,7 @@ import pytest
 
 from testkit.emulator import EmulatedCluster, emulated_cluster
 from testkit.localstack import LocalStack
+from testkit.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +37,13 @@ def localstack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield localstack.endpoint
     finally:
         localstack.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A real PostgreSQL server (Debian's binaries) shared by the whole session; tests make own databases."""
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -44,8 +44,26 @@ class DemoRun:
     temp_directory: Path
 
     @property
-    def warehouse(self) -> Path:
-        return self.workdir / "warehouse.duckdb"
+    def catalog_file(self) -> Path:
+        return self.workdir / "lake" / "catalog.ducklake"
+
+    def catalog(self) -> duckdb.DuckDBPyConnection:
+        """The demo's local DuckLake catalog, attached and in use, as the demo's own connections see it."""
+        from floe_platform.dagster.catalog import (
+            CatalogSettings,
+            S3Settings,
+            attach_catalog,
+            install_bundled_extensions,
+            offline_config,
+        )
+
+        conn = duckdb.connect(":memory:", config=offline_config(install_bundled_extensions()))
+        no_s3 = S3Settings(None, "us-east-1", False, None, None)
+        lake = self.workdir / "lake"
+        attach_catalog(
+            conn, CatalogSettings("lake", str(lake / "catalog.ducklake"), f"{lake / 'data'}/", no_s3)
+        )
+        return conn
 
 
 @contextlib.contextmanager
@@ -114,14 +132,24 @@ def test_demo_prints_a_table_of_assets_rows_and_seconds_and_the_warehouse(demo: 
     assert rows["orders"][1] == "bronze.orders"
     assert rows["regions"][1] == "public.regions"
     assert rows["regional_sales"][2] == "90"
-    assert f"warehouse: {demo.warehouse.resolve()}" in lines
+    assert f"catalog lake: metadata {demo.catalog_file.resolve()}" in lines
+    assert rows["order_amount_histogram"][1] == "(blob)"
+
+
+@pytest.mark.slow
+def test_demo_leaves_the_catalog_file_its_data_files_and_the_blob_in_the_workdir(demo: DemoRun) -> None:
+    """After `make demo` the workdir shows the catalog: its metadata file, Parquet files, and the blob."""
+    assert demo.catalog_file.is_file()
+    assert list((demo.workdir / "lake" / "data" / "bronze" / "orders").glob("*.parquet"))
+    assert list((demo.workdir / "lake" / "data" / "gold" / "customer_revenue").glob("*.parquet"))
+    assert (demo.workdir / "blobs" / "order_amount_histogram").is_file()
 
 
 @pytest.mark.slow
 def test_profile_duckdb_settings_are_applied_in_python_asset_and_dbt_model(demo: DemoRun) -> None:
     """current_setting() inside the Python asset and inside the dbt model equals the profile's values."""
     expected_memory = _as_duckdb_reports(derived_memory_limit(int(parse_quantity("3Gi"))))
-    with duckdb.connect(str(demo.warehouse), read_only=True) as conn:
+    with demo.catalog() as conn:
         python = conn.execute("SELECT * FROM ops.python_duckdb_settings").fetchall()
         dbt = conn.execute("SELECT * FROM ops.dbt_duckdb_settings").fetchall()
     assert [tuple(map(str, row)) for row in python] == [(expected_memory, "3", str(demo.temp_directory))]
@@ -131,8 +159,12 @@ def test_profile_duckdb_settings_are_applied_in_python_asset_and_dbt_model(demo:
 @pytest.mark.slow
 def test_schema_rules_and_column_selection_land_where_the_reference_says(demo: DemoRun) -> None:
     """key_prefix, metadata["schema"], the I/O manager's schema and the default each pick a schema."""
-    with duckdb.connect(str(demo.warehouse), read_only=True) as conn:
-        tables = set(conn.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall())
+    with demo.catalog() as conn:
+        tables = set(
+            conn.execute(
+                "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = 'lake'"
+            ).fetchall()
+        )
         columns = conn.execute("SELECT * FROM public.customer_regions ORDER BY region").df()
         partitions = conn.execute(
             "SELECT count(DISTINCT region), count(DISTINCT event_date::DATE) "
@@ -147,12 +179,13 @@ def test_schema_rules_and_column_selection_land_where_the_reference_says(demo: D
 
 @pytest.mark.slow
 def test_demo_exits_1_with_the_failing_assets_error(tmp_path: Path, repo_root: Path) -> None:
-    """A warehouse path DuckDB cannot open (a directory) fails the first asset; the runner says which."""
+    """A catalog file DuckDB cannot open (a directory) fails the first asset; the runner says which."""
     workdir = tmp_path / "work"
-    (workdir / "warehouse.duckdb").mkdir(parents=True)
+    (workdir / "lake" / "catalog.ducklake").mkdir(parents=True)
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         code, _ = run_demo(workdir, repo_root / "platform-config/platform/local/platform.yaml")
     assert code == 1
     assert "failed:" in stderr.getvalue()
-    assert "warehouse.duckdb" in stderr.getvalue()
+    assert "cannot attach the catalog 'lake'" in stderr.getvalue()
+    assert "catalog.ducklake" in stderr.getvalue()

@@ -15,6 +15,7 @@ import pytest
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from floe_platform.dagster import resources as floe_duckdb
+from floe_platform.dagster.catalog import extension_directory, offline_config
 from floe_platform.dagster.resources import (
     LOCK_RETRY_MESSAGE,
     FloeDuckDBPandasIOManager,
@@ -70,7 +71,8 @@ def test_io_manager_and_resource_share_one_configuration_for_one_file(
 def test_explicit_connection_config_wins_over_the_environment(profile_env: Path) -> None:
     """A code location's own connection_config is the highest layer, like the run's k8s config tag."""
     assert connection_config({"threads": 1})["threads"] == 1
-    assert connection_config({}, environ={}) == {"custom_user_agent": "floe-platform"}
+    offline = offline_config(extension_directory({}))
+    assert connection_config({}, environ={}) == {"custom_user_agent": "floe-platform", **offline}
 
 
 def test_backoff_delays_are_jittered_and_bounded() -> None:

@@ -250,10 +250,12 @@ def set_up_platform(
     admin = plane.admin_api()
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         kubernetes.client.CoreV1Api(client).patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
-    dagster_yaml, rbac = _dagster_objects(helm_template(namespace, tmp_path, chart_values))
-    platform: dict[str, Any] = json.loads(json.dumps(PLATFORM))
-    platform["infrastructure"]["resource_profiles"].update(extra_profiles or {})
-    config = load_platform_text(yaml.safe_dump(platform))
+    docs = helm_template(namespace, tmp_path, chart_values)
+    dagster_yaml, rbac = _dagster_objects(docs)
+    # What the operator renders: the chart's FloePlatform spec (PLATFORM plus the chart's catalog defaults).
+    spec = next(doc for doc in docs if doc["kind"] == "FloePlatform")["spec"]
+    spec["infrastructure"]["resource_profiles"].update(extra_profiles or {})
+    config = load_platform_text(yaml.safe_dump(spec))
     for doc in rbac:
         body = {**doc, "rules": role_rules} if doc["kind"] == "Role" and role_rules is not None else doc
         admin.create(PATHS[doc["kind"]].format(ns=namespace), body)
@@ -341,6 +343,34 @@ def test_run_pod_is_created_by_kcm_bound_by_the_scheduler_with_the_profiles_reso
     assert pod["metadata"]["labels"]["floe.dev/profile"] == "transform"
     assert pod["metadata"]["labels"]["dagster/run-id"] == run.run_id
     assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_chart_catalog_env_reaches_the_run_pods_container(platform: Platform) -> None:
+    """The shared catalog's env the chart's FloePlatform leads to (its PostgreSQL, its LocalStack) is in the
+    launched run pod's container, credentials as secretKeyRefs only. kwok runs no container: the env is
+    shown in the pod spec kube-apiserver admitted, not inside a process."""
+    run = platform.launch("small", {"floe.dev/test-run-duration": "60s"})
+    pod = platform.pod_in_phase(run, "Pending", "Running")
+    env = {entry["name"]: entry for entry in _container(pod)["env"]}
+    ns = platform.namespace
+    assert env["FLOE_CATALOG_NAME"]["value"] == "lake"
+    assert env["FLOE_CATALOG_METADATA"]["value"] == (
+        f"postgres:host=floe-floe-platform-postgresql.{ns}.svc port=5432 dbname=dagster user=dagster"
+    )
+    assert env["FLOE_CATALOG_SCHEMA"]["value"] == "floe_catalog"
+    assert env["FLOE_CATALOG_DATA_PATH"]["value"] == "s3://floe-lake/lake/"
+    assert env["FLOE_BLOB_PATH"]["value"] == "s3://floe-lake/blobs/"
+    assert env["FLOE_S3_ENDPOINT"]["value"] == f"http://floe-floe-platform-localstack.{ns}.svc:4566"
+    assert env["FLOE_S3_PATH_STYLE"]["value"] == "true"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "floe-floe-platform-postgresql",
+        "key": "postgresql-password",
+    }
+    assert env["FLOE_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "floe-floe-platform-s3",
+        "key": "AWS_ACCESS_KEY_ID",
+    }
+    assert all("value" not in entry for name, entry in env.items() if "KEY" in name or "PASSWORD" in name)
 
 
 def test_health_check_follows_a_run_to_success(platform: Platform) -> None:

@@ -1,7 +1,8 @@
 """Create the compute-log bucket if it is missing and expire its objects after RETENTION_DAYS.
 
 Run by the chart's post-install/post-upgrade hook Job; idempotent, so every upgrade may run it again.
-Settings come from env: S3_ENDPOINT, AWS_REGION, BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials.
+Settings come from env: S3_ENDPOINT, AWS_REGION, BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials;
+EXTRA_BUCKETS (comma-separated, e.g. the shared catalog's) are created too, with no lifecycle rule.
 """
 
 import os
@@ -65,6 +66,8 @@ def main() -> None:
     wait_for_s3(s3)
     ensure_bucket(s3, bucket, region)
     expire_after(s3, bucket, os.environ["PREFIX"], int(os.environ["RETENTION_DAYS"]))
+    for extra in filter(None, os.environ.get("EXTRA_BUCKETS", "").split(",")):
+        ensure_bucket(s3, extra.strip(), region)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ public.regions).
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 
 from floe_demo import data
@@ -59,6 +60,13 @@ def regions() -> pd.DataFrame:
 def customer_regions(customers: pd.DataFrame) -> pd.DataFrame:
     """Customers per region, loading only the two columns it needs from bronze.customers."""
     return customers.groupby("region", as_index=False).agg(customers=("customer_id", "count"))
+
+
+@dg.asset(io_manager_key="blob", group_name="gold", kinds={"python", "s3"})
+def order_amount_histogram(orders: pd.DataFrame) -> dict[str, list[float]]:
+    """A histogram of order amounts: an artifact, not a table, kept by the ``blob`` I/O manager (S3)."""
+    counts, edges = np.histogram(orders["amount"].to_numpy(), bins=10)
+    return {"counts": [float(count) for count in counts], "edges": [float(edge) for edge in edges]}
 
 
 region_partitions = dg.StaticPartitionsDefinition(list(data.REGIONS))

@@ -1,9 +1,10 @@
 """The demo code location: `dagster code-server start -m floe_demo.definitions` serves ``defs``.
 
-Bronze Python assets -> dbt silver and gold models, plus partitioned assets, one column-selecting asset and
-assets that record the DuckDB settings they really ran with. ``main_job`` runs in one pod on `transform`;
-``per_step_job`` runs each step in its own pod, on the profile its op tag names. The warehouse is
-``DUCKDB_DATABASE``.
+Bronze Python assets -> dbt silver and gold models, plus partitioned assets, one column-selecting asset, a
+blob (an artifact that is not a table) and assets that record the DuckDB settings they really ran with.
+``main_job`` runs in one pod on `transform`; ``per_step_job`` runs each step in its own pod, on the profile
+its op tag names. Tables live in the shared catalog the run pod's env names (FLOE_CATALOG_*), else in
+``DUCKDB_DATABASE``; the blob goes to FLOE_BLOB_PATH (S3 on the cluster).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from floe_demo import assets
 from floe_demo.project import dbt_executable, dbt_project
 from floe_demo.transform import dbt_models
 from floe_platform.dagster.executor import profile_k8s_job_executor
-from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource
+from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource, blob_io_manager
 
 DEFAULT_WAREHOUSE = "/tmp/floe-warehouse.duckdb"
+DEFAULT_BLOB_DIR = "/tmp/floe-blobs"
 SCALE_ENV = "FLOE_DEMO_SCALE"
 
 
@@ -34,6 +36,7 @@ def build_resources(warehouse: str | None = None, scale: int | None = None) -> d
         "io_manager": FloeDuckDBPandasIOManager(database=database),
         "bronze_io_manager": FloeDuckDBPandasIOManager(database=database, schema="bronze"),
         "duckdb": FloeDuckDBResource(database=database),
+        "blob": blob_io_manager(local_dir=DEFAULT_BLOB_DIR),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "demo_scale": assets.DemoScale(scale=scale or int(os.environ.get(SCALE_ENV, "1"))),
     }
@@ -45,6 +48,7 @@ PYTHON_ASSETS = [
     assets.events,
     assets.regions,
     assets.customer_regions,
+    assets.order_amount_histogram,
     assets.python_duckdb_settings,
 ]
 PARTITIONED_ASSETS = [assets.regional_sales, assets.daily_events, assets.regional_daily_events]

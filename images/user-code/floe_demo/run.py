@@ -1,9 +1,12 @@
 """`make demo`: run the whole demo pipeline in-process on embedded defaults and print what it built.
 
-DuckDB at ``.demo/warehouse.duckdb``, ``DAGSTER_HOME`` at ``.demo/dagster_home`` (sqlite), and the DuckDB
-settings of the ``transform`` profile of ``platform-config/platform/local/platform.yaml``, applied to the
-Python assets and to dbt through the same DUCKDB_* variables a run pod gets. Exit status 1 with the
-failing asset's error when anything fails.
+The tables go to a local DuckLake catalog (the same format run pods share through PostgreSQL and S3):
+metadata in ``.demo/lake/catalog.ducklake``, Parquet files under ``.demo/lake/data/``; the blob asset
+goes to ``.demo/blobs/``. A FLOE_CATALOG_METADATA already in the env (a PostgreSQL catalog) is used
+instead. ``DAGSTER_HOME`` is ``.demo/dagster_home`` (sqlite), and the DuckDB settings are those of the
+``transform`` profile of ``platform-config/platform/local/platform.yaml``, applied to the Python assets and
+to dbt through the same DUCKDB_* variables a run pod gets. Exit status 1 with the failing asset's error
+when anything fails.
 """
 
 from __future__ import annotations
@@ -46,8 +49,25 @@ def profile_duckdb_env(platform_file: Path, profile_name: str) -> dict[str, str]
     return {name: env[name] for name in DUCKDB_ENV_NAMES}
 
 
+def local_catalog_env(workdir: Path) -> dict[str, str]:
+    """The catalog env of ``make demo``: a DuckLake catalog in a file and a folder under ``workdir``."""
+    from floe_platform.render.catalog_env import BLOB_PATH, CATALOG_DATA_PATH, CATALOG_METADATA, CATALOG_NAME
+
+    lake = (workdir / "lake").resolve()
+    lake.mkdir(parents=True, exist_ok=True)
+    return {
+        CATALOG_NAME: "lake",
+        CATALOG_METADATA: str(lake / "catalog.ducklake"),
+        CATALOG_DATA_PATH: f"{lake / 'data'}/",
+        BLOB_PATH: str((workdir / "blobs").resolve()),
+    }
+
+
 def prepare_environment(workdir: Path, duckdb_env: Mapping[str, str], scale: int) -> Path:
-    """Point Dagster, DuckDB and dbt at ``workdir`` and the profile's settings; returns the warehouse."""
+    """Point Dagster, DuckDB and dbt at ``workdir``, the catalog and the profile's settings; returns the
+    fallback warehouse file (used only by a process without a catalog)."""
+    from floe_platform.render.catalog_env import CATALOG_METADATA
+
     warehouse = (workdir / "warehouse.duckdb").resolve()
     dagster_home = (workdir / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -56,6 +76,8 @@ def prepare_environment(workdir: Path, duckdb_env: Mapping[str, str], scale: int
         instance_file.write_text("telemetry:\n  enabled: false\n")
     Path(duckdb_env["DUCKDB_TEMP_DIRECTORY"]).mkdir(parents=True, exist_ok=True)
     os.environ.update(duckdb_env)
+    if not os.environ.get(CATALOG_METADATA):
+        os.environ.update(local_catalog_env(workdir))
     os.environ.update(
         {"DAGSTER_HOME": str(dagster_home), "DUCKDB_DATABASE": str(warehouse), "FLOE_DEMO_SCALE": str(scale)}
     )
@@ -125,8 +147,8 @@ def _failure_text(result: Any) -> str:
 
 
 def summarize(results: Sequence[Any], warehouse: Path) -> list[AssetRow]:
-    """Asset, table, rows and seconds, from the materialization events and the warehouse itself."""
-    import duckdb
+    """Asset, table, rows and seconds, from the materialization events and the catalog itself."""
+    from floe_platform.dagster.resources import connect_to_warehouse, connection_config
 
     seconds: dict[str, float] = {}
     step_seconds: dict[str, float] = {}
@@ -148,12 +170,14 @@ def summarize(results: Sequence[Any], warehouse: Path) -> list[AssetRow]:
     for asset, step in step_of_asset.items():
         seconds.setdefault(asset, step_seconds.get(step, 0.0))
     rows: list[AssetRow] = []
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        listed = conn.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()
+    with connect_to_warehouse(str(warehouse), connection_config()) as conn:
+        listed = conn.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
         for asset in sorted(seconds):
             table = table_of_asset(asset, listed)
             count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if table else 0  # type: ignore[index]
-            rows.append(AssetRow(asset, table, int(count), seconds[asset]))
+            rows.append(AssetRow(asset, table or "(blob)", int(count), seconds[asset]))
     return rows
 
 
@@ -178,7 +202,15 @@ def print_table(rows: Sequence[AssetRow], warehouse: Path) -> None:
     for row in rows:
         _say(f"{row.asset:<{widths[0]}}  {row.table:<{widths[1]}}  {row.rows:>9,}  {row.seconds:>7.2f}")
     _say("")
-    _say(f"warehouse: {warehouse}")
+    from floe_platform.dagster.catalog import blob_path_from_env, catalog_from_env
+
+    catalog = catalog_from_env()
+    if catalog is None:
+        _say(f"warehouse: {warehouse}")
+    else:
+        _say(f"catalog {catalog.name}: metadata {catalog.metadata}")
+        _say(f"catalog {catalog.name}: data files {catalog.data_path}")
+    _say(f"blobs: {blob_path_from_env()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -743,6 +743,76 @@ class S3Storage(StrictModel):
         return data
 
 
+CATALOG_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+CATALOG_NAME_MAX = 63
+HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
+HOSTNAME_MAX = 253
+S3_PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
+
+
+class PasswordSecretRef(StrictModel):
+    """A key of a Kubernetes Secret that holds a database password."""
+
+    secret_name: KubernetesName
+    """Name of the Secret, in the platform's namespace."""
+    key: Annotated[str, Field(pattern=r"^[-._A-Za-z0-9]+$", max_length=253)] = "postgresql-password"
+    """Key in the Secret that holds the password."""
+
+
+class CatalogDatabase(StrictModel):
+    """The PostgreSQL database that holds the catalog's metadata (DuckLake's tables)."""
+
+    host: Annotated[str, Field(pattern=HOSTNAME.pattern, max_length=HOSTNAME_MAX)]
+    """Host name of the PostgreSQL server."""
+    port: int = Field(default=5432, ge=1, le=65535)
+    """Port of the PostgreSQL server."""
+    database: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
+        "floe_catalog"
+    )
+    """Database of the catalog; it must exist (the chart uses its own PostgreSQL's database)."""
+    metadata_schema: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
+        "floe_catalog"
+    )
+    """Schema of DuckLake's metadata tables in that database; DuckLake creates it on first use."""
+    username: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)] = "dagster"
+    """Role the run pods connect as."""
+    password: PasswordSecretRef | None = None
+    """The Secret key with the role's password; empty means no password (certificate or trust auth)."""
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    """libpq's sslmode; empty means libpq's default (prefer)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("password"), str):
+            raise field_error(
+                ("password",),
+                "a password must not be written in platform.yaml; put it in a Secret and reference it "
+                "with password.secret_name and password.key",
+            )
+        return data
+
+
+class Catalog(StrictModel):
+    """The lakehouse catalog every run pod attaches: DuckLake, metadata in PostgreSQL, data files in S3."""
+
+    enabled: bool = True
+    """Off means each run keeps its tables in a DuckDB file inside its own pod (lost with the pod)."""
+    name: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = "lake"
+    """Name of the attached catalog in DuckDB (ATTACH ... AS name) and in dbt (the profile's database)."""
+    storage_ref: str = BUILTIN_STORAGE
+    """A storage defined under `storage`, or `default` for the chart's built-in S3 (LocalStack)."""
+    bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] = "floe-lake"
+    """Bucket of the data files and blobs; the chart creates it on the built-in S3."""
+    data_prefix: Annotated[str, Field(pattern=S3_PREFIX.pattern, max_length=512)] = "lake/"
+    """Key prefix of the catalog's Parquet data files."""
+    blob_prefix: Annotated[str, Field(pattern=S3_PREFIX.pattern, max_length=512)] = "blobs/"
+    """Key prefix of the blob I/O manager's objects (artifacts that are not tables)."""
+    database: CatalogDatabase | None = None
+    """The metadata database. Empty: the chart's PostgreSQL, which the chart fills in; outside the chart,
+    an empty database leaves the runs without a shared catalog."""
+
+
 class PlatformMeta(StrictModel):
     """Identity of the platform."""
 
@@ -760,6 +830,8 @@ class PlatformConfig(StrictModel):
     platform: PlatformMeta = PlatformMeta()
     infrastructure: Infrastructure
     observability: Observability = Observability()
+    catalog: Catalog = Catalog()
+    """The shared lakehouse catalog of every run."""
     storage: dict[NameKey, S3Storage] = Field(
         default_factory=dict,
         max_length=MAX_NAMED_MAP_ENTRIES,
@@ -770,12 +842,17 @@ class PlatformConfig(StrictModel):
     @model_validator(mode="after")
     def _storage_refs_resolve(self) -> PlatformConfig:
         logs = self.observability.compute_logs
-        uses_storage = logs.enabled and logs.manager_type == "s3"
-        if uses_storage and logs.storage_ref not in self.storage and logs.storage_ref != BUILTIN_STORAGE:
-            known = ", ".join(sorted(self.storage)) or "none"
-            raise field_error(
-                ("observability", "compute_logs", "storage_ref"),
-                f"{logs.storage_ref!r} is not a storage defined under storage (defined: {known}); "
-                f"add it there or use '{BUILTIN_STORAGE}' for the built-in S3",
-            )
+        refs: list[tuple[tuple[str, ...], str]] = []
+        if logs.enabled and logs.manager_type == "s3":
+            refs.append((("observability", "compute_logs", "storage_ref"), logs.storage_ref))
+        if self.catalog.enabled:
+            refs.append((("catalog", "storage_ref"), self.catalog.storage_ref))
+        for path, ref in refs:
+            if ref not in self.storage and ref != BUILTIN_STORAGE:
+                known = ", ".join(sorted(self.storage)) or "none"
+                raise field_error(
+                    path,
+                    f"{ref!r} is not a storage defined under storage (defined: {known}); "
+                    f"add it there or use '{BUILTIN_STORAGE}' for the built-in S3",
+                )
         return self

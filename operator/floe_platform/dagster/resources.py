@@ -6,6 +6,11 @@ Python assets and I/O managers obey the profile just as dbt-duckdb does (its pro
 variables). Both build their configuration with ``connection_config`` below, because DuckDB refuses a
 second connection to a file in one process with a different configuration.
 
+With a shared catalog in the env (``floe_platform.dagster.catalog``), every connection is an in-memory
+DuckDB that ATTACHes the catalog and USEs it: tables land in the catalog, not in ``database``, and
+extensions load offline. The I/O manager writes each output in one transaction, so a failed write (the
+catalog database or S3 down) leaves the table as it was, and says so.
+
 Opening a file another process is writing fails with a lock error. Dagster's stock backoff retries at
 fixed, identical delays, so writers that collided once collide again (dagster#16248, #19068); here the
 delay is exponential with full jitter. Every retry is logged as a warning of this module's logger
@@ -19,17 +24,37 @@ import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
+import boto3  # type: ignore[import-untyped]
 import duckdb
-from dagster import InitResourceContext, InputContext, OutputContext
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+from dagster import (
+    FilesystemIOManager,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+)
 from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 from pydantic import Field
 
+from floe_platform.dagster.catalog import (
+    CatalogUnavailable,
+    attach_catalog,
+    blob_path_from_env,
+    catalog_from_env,
+    describe,
+    extension_directory,
+    install_bundled_extensions,
+    offline_config,
+    s3_from_env,
+)
 from floe_platform.render.duckdb_env import MEMORY_LIMIT, TEMP_DIRECTORY, THREADS
 
 LOGGER = logging.getLogger(__name__)
@@ -56,8 +81,14 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str
 def connection_config(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The one configuration used for every connection: the environment's settings, then ``overrides``."""
-    return {"custom_user_agent": USER_AGENT, **settings_from_env(environ), **(overrides or {})}
+    """The one configuration used for every connection: offline extensions, the environment's settings,
+    then ``overrides``."""
+    return {
+        "custom_user_agent": USER_AGENT,
+        **offline_config(extension_directory(environ)),
+        **settings_from_env(environ),
+        **(overrides or {}),
+    }
 
 
 def backoff_delays(max_retries: int, base_seconds: float, cap_seconds: float) -> Iterator[float]:
@@ -97,14 +128,47 @@ def connect(
             time.sleep(delay)
 
 
+_ATTACHED: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] = {}
+"""One in-memory DuckDB per process, catalog and configuration with the catalog attached: loading the
+extensions and attaching take about a second, so every later connection is a cursor of it (a connection
+of its own to the same instance, with its own transactions)."""
+
+
+def connect_to_warehouse(
+    database: str, config: Mapping[str, Any], *, max_retries: int = 10
+) -> duckdb.DuckDBPyConnection:
+    """A connection to where the tables live: the catalog the env names (attached and in use), else
+    ``database``."""
+    catalog = catalog_from_env()
+    if catalog is None:
+        return connect(database, config, max_retries=max_retries)
+    key = (catalog, tuple(sorted((name, str(value)) for name, value in config.items())))
+    instance = _ATTACHED.get(key)
+    if instance is None:
+        install_bundled_extensions(Path(config["extension_directory"]))
+        instance = duckdb.connect(":memory:", config=dict(config))
+        try:
+            attach_catalog(instance, catalog, use=False)
+        except BaseException:
+            instance.close()
+            raise
+        _ATTACHED[key] = instance
+    conn = instance.cursor()
+    conn.execute(f"USE {catalog.name}")
+    return conn
+
+
 class FloeDuckDBResource(DuckDBResource):
-    """``DuckDBResource`` that applies the DUCKDB_* settings and retries lock contention with jitter."""
+    """``DuckDBResource`` that applies the DUCKDB_* settings, attaches the shared catalog when the env
+    names one, and retries lock contention with jitter."""
 
     max_retries: int = Field(default=10, description="Lock-contention retries before giving up.")
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = connect(self.database, connection_config(self.connection_config), max_retries=self.max_retries)
+        conn = connect_to_warehouse(
+            self.database, connection_config(self.connection_config), max_retries=self.max_retries
+        )
         try:
             yield conn
         finally:
@@ -112,19 +176,61 @@ class FloeDuckDBResource(DuckDBResource):
 
 
 class FloeDuckDbClient(DuckDbClient):
-    """The I/O manager's client, connecting with the same configuration and backoff as the resource."""
+    """The I/O manager's client: the resource's configuration, catalog and backoff, and one transaction
+    per output, so that a failed write leaves no half-written table behind."""
 
     @staticmethod
     @contextmanager
-    def connect(context: OutputContext | InputContext, _: TableSlice) -> Iterator[Any]:
+    def connect(context: OutputContext | InputContext, table_slice: TableSlice) -> Iterator[Any]:
         resource_config: Mapping[str, Any] = context.resource_config or {}
-        conn = connect(
+        conn = connect_to_warehouse(
             str(resource_config["database"]), connection_config(resource_config.get("connection_config"))
         )
         try:
-            yield conn
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except duckdb.Error as error:
+                _rollback(conn)
+                raise _failed(context, table_slice, error) from error
+            except BaseException:
+                _rollback(conn)
+                raise
         finally:
             conn.close()
+
+    @staticmethod
+    def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        # DuckDbClient tries the DELETE and ignores "no such table"; inside a transaction a failed
+        # statement aborts the whole transaction, so ask first.
+        if table_exists(connection, table_slice.schema, table_slice.table):
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    # A failure means the transaction went with its connection (or never opened): nothing was committed.
+    with suppress(duckdb.Error):
+        conn.execute("ROLLBACK")
+
+
+def _failed(context: OutputContext | InputContext, table_slice: TableSlice, error: duckdb.Error) -> Exception:
+    """The error a step fails with: which table, which catalog, and that nothing was committed."""
+    catalog = catalog_from_env()
+    where = describe(catalog) if catalog else "the DuckDB warehouse"
+    table = f"{table_slice.schema}.{table_slice.table}"
+    if isinstance(context, OutputContext):
+        return CatalogUnavailable(f"writing {table} to {where} failed and was rolled back: {error}")
+    return CatalogUnavailable(f"reading {table} from {where} failed: {error}")
 
 
 class FloeDuckDBPandasIOManager(DuckDBPandasIOManager):
@@ -144,3 +250,48 @@ class FloeDuckDBPandasIOManager(DuckDBPandasIOManager):
 def current_settings(conn: duckdb.DuckDBPyConnection, names: Sequence[str]) -> dict[str, str]:
     """``current_setting(name)`` of each name, as DuckDB reports it (e.g. memory_limit '7.4 GiB')."""
     return {name: str(conn.execute(f"SELECT current_setting('{name}')").fetchone()[0]) for name in names}  # type: ignore[index]
+
+
+class FloeS3Resource(S3Resource):
+    """``S3Resource`` that can address buckets path-style (MinIO, LocalStack behind a Service name)."""
+
+    path_style: bool = Field(default=False, description="http://host/bucket/key instead of bucket.host.")
+
+    def get_client(self) -> Any:
+        config = BotoConfig(
+            s3={"addressing_style": "path" if self.path_style else "auto"},
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            region_name=self.region_name,
+        )
+        return session.client("s3", endpoint_url=self.endpoint_url, use_ssl=self.use_ssl, config=config)
+
+
+def s3_resource_from_env(environ: Mapping[str, str] | None = None) -> FloeS3Resource:
+    """The catalog's S3 storage, as the run pod's env describes it (FLOE_S3_*)."""
+    s3 = s3_from_env(environ)
+    return FloeS3Resource(
+        endpoint_url=s3.endpoint,
+        region_name=s3.region,
+        use_ssl=not (s3.endpoint or "").startswith("http://"),
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+        path_style=s3.path_style,
+    )
+
+
+def blob_io_manager(
+    local_dir: str, environ: Mapping[str, str] | None = None
+) -> S3PickleIOManager | FilesystemIOManager:
+    """The ``blob`` I/O manager: pickles on the platform's S3 when FLOE_BLOB_PATH is an s3:// URL (the
+    run pods'), else files under FLOE_BLOB_PATH or ``local_dir`` (``make demo``)."""
+    path = blob_path_from_env(environ)
+    if path and path.startswith("s3://"):
+        bucket, _, prefix = path.removeprefix("s3://").partition("/")
+        return S3PickleIOManager(
+            s3_resource=s3_resource_from_env(environ), s3_bucket=bucket, s3_prefix=prefix.rstrip("/")
+        )
+    return FilesystemIOManager(base_dir=path or local_dir)

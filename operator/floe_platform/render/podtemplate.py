@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from floe_platform import __version__
@@ -22,6 +23,7 @@ from floe_platform.config.models import (
     Resources,
     Toleration,
 )
+from floe_platform.render.catalog_env import catalog_env
 from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES, TEMP_DIRECTORY, duckdb_env
 
 CONTAINER_NAME = "dagster"
@@ -70,11 +72,15 @@ def profile_labels(platform_name: str, profile_name: str) -> dict[str, str]:
     }
 
 
-def container_env(profile: ResourceProfile) -> list[dict[str, str]]:
-    """The profile's env in its own order, then any DUCKDB_* variable it leaves to be derived."""
+def container_env(
+    profile: ResourceProfile, platform_env: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The platform's env (the catalog's), then the profile's env in its own order, then any DUCKDB_*
+    variable it leaves to be derived. A name the profile sets replaces the platform's entry."""
     derived = duckdb_env(profile.limits.memory_bytes(), profile.limits.cpu_cores(), profile.env)
     merged = dict(profile.env) | {name: value for name, value in derived.items() if name not in profile.env}
-    return [{"name": name, "value": value} for name, value in merged.items()]
+    shared = [dict(entry) for entry in platform_env if entry["name"] not in merged]
+    return shared + [{"name": name, "value": value} for name, value in merged.items()]
 
 
 def _toleration(toleration: Toleration) -> dict[str, Any]:
@@ -142,7 +148,9 @@ def _placement(profile: ResourceProfile) -> dict[str, Any]:
     return placement
 
 
-def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
+def _pod_spec(
+    profile: ResourceProfile, temp_directory: str, platform_env: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": RUN_IMAGE,
@@ -150,7 +158,7 @@ def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
             "requests": _amounts(profile.requests, dict(profile.extended_resources)),
             "limits": _amounts(profile.limits, dict(profile.extended_resources)),
         },
-        "env": container_env(profile),
+        "env": container_env(profile, platform_env),
         "volumeMounts": [
             {"name": TEMP_VOLUME_NAME, "mountPath": temp_directory},
             *(_volume_mount(volume) for volume in profile.volumes),
@@ -184,9 +192,13 @@ def _pod_spec(profile: ResourceProfile, temp_directory: str) -> dict[str, Any]:
 
 
 def render_pod_template(
-    platform_name: str, profile_name: str, profile: ResourceProfile, namespace: str | None = None
+    platform_name: str,
+    profile_name: str,
+    profile: ResourceProfile,
+    namespace: str | None = None,
+    platform_env: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The ``v1`` PodTemplate of one profile."""
+    """The ``v1`` PodTemplate of one profile; ``platform_env`` is what every run gets (``catalog_env``)."""
     labels = profile_labels(platform_name, profile_name)
     metadata: dict[str, Any] = {
         "name": template_name(platform_name, profile_name),
@@ -210,7 +222,7 @@ def render_pod_template(
         "apiVersion": "v1",
         "kind": "PodTemplate",
         "metadata": metadata,
-        "template": {"metadata": pod_metadata, "spec": _pod_spec(profile, temp_directory)},
+        "template": {"metadata": pod_metadata, "spec": _pod_spec(profile, temp_directory, platform_env)},
     }
 
 
@@ -219,7 +231,8 @@ def render_pod_templates(
 ) -> list[dict[str, Any]]:
     """One PodTemplate per profile, in the order platform.yaml lists them."""
     name = platform_name or config.platform.name
+    shared_env = catalog_env(config)
     return [
-        render_pod_template(name, profile_name, profile, namespace)
+        render_pod_template(name, profile_name, profile, namespace, shared_env)
         for profile_name, profile in config.infrastructure.resource_profiles.items()
     ]
