@@ -17,10 +17,29 @@
 {{- end }}
 {{- end }}
 
-{{/* "<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver"). */}}
+{{/*
+"<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver").
+Every name fits its kind's limit for any release name Helm accepts (53 characters): 63 for Services, Jobs
+and label values, 52 for a StatefulSet (its pods' controller-revision-hash label is "<name>-<10-char
+hash>", at most 63). A name that would be longer keeps a shortened fullname plus 5 hex digits of its hash,
+so two long releases in one namespace still get different names; shorter names are unchanged.
+*/}}
 {{- define "floe.componentName" -}}
 {{- $root := index . 0 }}
-{{- printf "%s-%s" (include "floe.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) }}
+{{- $component := index . 1 }}
+{{- $fullname := include "floe.fullname" $root }}
+{{- $limit := get (include "floe.nameLimits" . | fromJson) $component | default 63 | int }}
+{{- $name := printf "%s-%s" ($fullname | trunc 50 | trimSuffix "-") $component }}
+{{- if gt (len $name) $limit }}
+{{- $keep := sub $limit (add (len $component) 7) | int }}
+{{- $name = printf "%s-%s-%s" ($fullname | trunc $keep | trimSuffix "-") ($fullname | sha256sum | trunc 5) $component }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* Components whose name is a StatefulSet's: at most 52 characters. */}}
+{{- define "floe.nameLimits" -}}
+{{- dict "postgresql" 52 | toJson }}
 {{- end }}
 
 {{/* Labels: call with (list $ "component"). ------------------------------------------------------- */}}
@@ -30,6 +49,17 @@
 app.kubernetes.io/name: {{ include "floe.name" $root }}
 app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+Labels of pod templates: the selector labels plus the ones that never change with a chart or app version,
+so a chart bump alone restarts no pod (helm.sh/chart and app.kubernetes.io/version stay on the objects).
+*/}}
+{{- define "floe.podLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "floe.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: floe-platform
 {{- end }}
 
 {{- define "floe.labels" -}}
@@ -336,4 +366,59 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- end }}
 {{- end }}
 {{- dict "enabled" true "concurrent_runs" $runs "services_headroom" $values.servicesHeadroom "service_container_limits" $services | toJson }}
+{{- end }}
+
+{{/* Startup ----------------------------------------------------------------------------------------- */}}
+
+{{/*
+The init container that waits until PostgreSQL accepts Dagster's login (files/wait-for-postgres.py, inlined
+so it needs no volume). Call with (list $ <component values>): it runs the component's image.
+*/}}
+{{- define "floe.waitForPostgres" -}}
+{{- $root := index . 0 }}
+{{- $values := index . 1 }}
+{{- $params := ternary dict $root.Values.externalPostgresql.params $root.Values.postgresql.enabled }}
+initContainers:
+  - name: wait-for-postgres
+    image: {{ include "floe.image" (list $root $values.image) }}
+    imagePullPolicy: {{ $values.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - {{ $root.Files.Get "files/wait-for-postgres.py" | quote }}
+    env:
+      - name: PYTHONDONTWRITEBYTECODE
+        value: "1"
+      - name: PGHOST
+        value: {{ include "floe.postgresql.host" $root | quote }}
+      - name: PGPORT
+        value: {{ include "floe.postgresql.port" $root | quote }}
+      - name: PGUSER
+        value: {{ include "floe.postgresql.username" $root | quote }}
+      - name: PGDATABASE
+        value: {{ include "floe.postgresql.database" $root | quote }}
+      - name: PG_PARAMS
+        value: {{ $params | toJson | quote }}
+      - name: DAGSTER_PG_PASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "floe.postgresql.secretName" $root }}
+            key: postgresql-password
+    resources:
+      {{- toYaml $values.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $values.securityContext | nindent 6 }}
+{{- end }}
+
+{{/*
+startupProbe: the other probes wait until this one passes, so a slow first start (a database still
+initialising, a large code location loading) is given up to periodSeconds x failureThreshold = 5 minutes
+instead of being killed by the liveness probe. Call with the probe's handler as a dict.
+*/}}
+{{- define "floe.startupProbe" -}}
+startupProbe:
+  {{- toYaml . | nindent 2 }}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 60
 {{- end }}
