@@ -246,6 +246,18 @@ storage_ref names an entry of platform.storage, or "default" for the built-in Lo
 {{- end }}
 {{- end }}
 
+{{/*
+The compute-log bucket the built-in LocalStack creates on each start, as JSON (bucket, prefix,
+retention_days); empty when compute logs do not go to the built-in S3.
+*/}}
+{{- define "floe.localstack.bucket" -}}
+{{- if and .Values.localstack.enabled (eq (include "floe.computeLogs.kind" .) "s3") }}
+{{- if (include "floe.computeLogs.storage" . | fromJson).builtin }}
+{{- pick (include "floe.computeLogs" . | fromJson) "bucket" "prefix" "retention_days" | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Containers ------------------------------------------------------------------------------------ */}}
 
 {{- define "floe.dagsterHome" -}}/opt/dagster/dagster_home{{- end }}
@@ -360,7 +372,7 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- fail "namespaceLimits.concurrentRuns: dagster.runCoordinator.maxConcurrentRuns is unlimited, so set the number of runs the quota must fit" }}
 {{- end }}
 {{- $services := list }}
-{{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.localstack.bucketJob .Values.operator .Values.tests }}
+{{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.computeLogBucketJob .Values.dagster.migrate .Values.uninstallHook .Values.operator .Values.tests }}
 {{- with pick (dig "resources" "limits" dict $component) "cpu" "memory" }}
 {{- $services = append $services . }}
 {{- end }}
@@ -421,4 +433,19 @@ startupProbe:
   periodSeconds: 5
   timeoutSeconds: 5
   failureThreshold: 60
+{{- end }}
+
+{{/* "true" when the release owns a FloePlatform (platform set) and the pre-delete hook is on; else empty. */}}
+{{- define "floe.uninstallHook.enabled" -}}
+{{- if and .Values.platform .Values.uninstallHook.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the chart renders against a cluster (helm install/upgrade), empty under `helm template`, `helm
+lint` and GitOps tools that render without one. Listing the release namespace's Secrets works wherever Helm
+itself does: its release records are Secrets there. A namespace not created yet lists as empty, not as
+nothing.
+*/}}
+{{- define "floe.clusterReachable" -}}
+{{- if lookup "v1" "Secret" .Release.Namespace "" }}true{{ end }}
 {{- end }}

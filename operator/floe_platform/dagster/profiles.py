@@ -98,7 +98,7 @@ def template_to_k8s_config(pod_template: Mapping[str, Any]) -> dict[str, Any]:
     template_metadata: Mapping[str, Any] = pod_template["template"].get("metadata") or {}
     template_labels = template_metadata.get("labels") or pod_template["metadata"].get("labels") or {}
     # Only the platform's own floe.dev/* labels: the PodTemplate's app.kubernetes.io/* describe the
-    # PodTemplate (the operator's object); a run pod keeps the launcher's, i.e. the release's, standard labels.
+    # PodTemplate (the operator's object); a run pod keeps the launcher's: the release's standard labels.
     labels = {key: value for key, value in template_labels.items() if key.startswith(FLOE_LABEL_PREFIX)}
     annotations = {
         key: value
