@@ -91,7 +91,7 @@ def test_run_service_account_is_bound_to_the_launchers_role(default_release: Ren
 def test_pods_that_never_call_the_api_get_no_token(release: Rendered) -> None:
     for doc, pod in release.workloads():
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
-        if component not in ("webserver", "daemon", "operator"):
+        if component not in ("webserver", "daemon", "operator", "uninstall"):
             assert pod.get("automountServiceAccountToken") is False, doc["metadata"]["name"]
 
 
