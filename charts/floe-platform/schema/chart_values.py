@@ -355,9 +355,21 @@ class NamespaceLimitsValues(ValuesModel):
     """Added to the quota for the webserver, daemon, code server, database and operator."""
 
 
+class SmokeTestRun(ValuesModel):
+    """The run `helm test` launches through the webserver's GraphQL API."""
+
+    job: str = "floe_smoke_test"
+    """Job of userCode.locationName to launch on the default profile (floe_platform.dagster.smoke's
+    smoke_test_job; the demo location has it). It stays in progress past one run-monitoring poll and must
+    end in SUCCESS. Empty: no run, only /server_info and the bucket are checked."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """How long the test waits for the run to end."""
+
+
 class Tests(ValuesModel):
     resources: ContainerResources
     """Of the `helm test` pod."""
+    run: SmokeTestRun = SmokeTestRun()
 
 
 class ChartValues(ValuesModel):

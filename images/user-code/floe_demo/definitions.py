@@ -15,6 +15,7 @@ from floe_demo import assets
 from floe_demo.project import dbt_executable, dbt_project
 from floe_demo.transform import dbt_models
 from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource
+from floe_platform.dagster.smoke import smoke_test_job
 
 DEFAULT_WAREHOUSE = "/tmp/floe-warehouse.duckdb"
 SCALE_ENV = "FLOE_DEMO_SCALE"
@@ -57,7 +58,7 @@ daily_schedule = dg.ScheduleDefinition(job=main_job, cron_schedule="0 6 * * *")
 
 defs = dg.Definitions(
     assets=[*UNPARTITIONED_ASSETS, *PARTITIONED_ASSETS],
-    jobs=[main_job],
+    jobs=[main_job, smoke_test_job],  # smoke_test_job: what `helm test` runs
     schedules=[daily_schedule],
     resources=build_resources(),
 )
