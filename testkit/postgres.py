@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
+import psycopg2  # type: ignore[import-untyped]
 
 from testkit.ports import free_port
 

@@ -2,10 +2,11 @@
 
 Real: LocalStack (open source, S3 only) on the host under Python 3.13 (testkit/localstack.py), started,
 stopped and started again by pid; its own init-hook runner executes the `ready.d` script the chart mounts
-from its scripts ConfigMap, with the env the chart gives the LocalStack container (real helm v4). LocalStack runs in its host mode here
-(OVERRIDE_IN_DOCKER=0, so its init directory is under FILESYSTEM_ROOT, not this machine's /etc), which keeps its state in memory as the chart's pod keeps it in an emptyDir, so a restart loses
-every bucket, as a rescheduled pod does. Not shown: the container image's own runner (4.14.0); the hook's
-endpoint is the host LocalStack's port instead of the pod's 127.0.0.1:4566.
+from its scripts ConfigMap, with the env the chart gives the LocalStack container (real helm v4).
+LocalStack runs in its host mode here (OVERRIDE_IN_DOCKER=0, so its init directory is under
+FILESYSTEM_ROOT, not this machine's /etc), which keeps its state in memory as the chart's pod keeps it in
+an emptyDir: a restart loses every bucket, as a rescheduled pod does. Not shown: the container image's own
+runner (4.14.0); the hook's endpoint is the host LocalStack's port instead of the pod's 127.0.0.1:4566.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
 
 def _property(node: dict[str, Any], key: str) -> dict[str, Any] | None:
     node = _resolve(node)
-    for candidate in [node, *node.get("anyOf", []), *node.get("allOf", [])]:
-        candidate = _resolve(candidate)
+    for branch in [node, *node.get("anyOf", []), *node.get("allOf", [])]:
+        candidate = _resolve(branch)
         if key in candidate.get("properties", {}):
             return _resolve(candidate["properties"][key])
     return None
@@ -51,9 +51,9 @@ def _is_quantity_schema(node: dict[str, Any]) -> bool:
     return any(branch.get("pattern") == QUANTITY_PATTERN for branch in [node, *node.get("anyOf", [])])
 
 
-def _leaves(values: Any, schema: dict[str, Any] | None, path: tuple[str, ...] = ()) -> Iterator[
-    tuple[tuple[str, ...], Any, dict[str, Any] | None]
-]:
+def _leaves(
+    values: Any, schema: dict[str, Any] | None, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any, dict[str, Any] | None]]:
     if isinstance(values, dict):
         for key, value in values.items():
             if path == () and key == "platform":

@@ -4,10 +4,11 @@ and a real dagster-webserver.
 LocalStack (open source, S3 only) runs on the host under Python 3.13, one per session, stopped by pid
 (testkit/localstack.py). The scripts run under the project venv's Python, whose boto3 is the one
 the user-code image ships. The smoke test's run goes through a real dagster-webserver (its GraphQL API) on
-the host, serving a code location with floe_platform.dagster.smoke's job, with a sqlite instance whose runs are subprocesses: it shows
-the launch, the run config, the profile tag and the status polling, not a run pod or run monitoring (no
-daemon here; the run pod on the real API server: tests/dagster/test_launcher_on_apiserver.py). The tests
-of the bucket check alone use a stand-in answering `/server_info` only.
+the host, serving a code location with floe_platform.dagster.smoke's job, with a sqlite instance whose runs
+are subprocesses: it shows the launch, the run config, the profile tag and the status polling, not a run
+pod or run monitoring (no daemon here; the run pod on the real API server:
+tests/dagster/test_launcher_on_apiserver.py). The tests of the bucket check alone use a stand-in
+answering `/server_info` only.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -198,7 +199,9 @@ def dagster_webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     url = f"http://127.0.0.1:{port}"
     try:
         ready = wait_until(lambda: _answers(f"{url}/server_info") or process.poll() is not None, 120, 0.5)
-        assert ready and process.poll() is None, (home / "webserver.log").read_text()[-3000:]
+        log_tail = (home / "webserver.log").read_text()[-3000:]
+        assert ready, log_tail
+        assert process.poll() is None, log_tail
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -59,7 +59,9 @@ def launch(url: str, location: str, job: str, profile: str, seconds: float) -> s
     }
     result = graphql(url, LAUNCH, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
-        raise RuntimeError(f"launching {job} in {location} failed: {result['__typename']}: {result.get('message')}")
+        raise RuntimeError(
+            f"launching {job} in {location} failed: {result['__typename']}: {result.get('message')}"
+        )
     run_id: str = result["run"]["runId"]
     print(f"launched run {run_id} of {job} in {location} on profile {profile}, running {seconds:g} s")
     return run_id

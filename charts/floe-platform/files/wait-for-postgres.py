@@ -30,7 +30,9 @@ def connect_once() -> None:
 
 
 def main() -> None:
-    target = f"{os.environ['PGUSER']}@{os.environ['PGHOST']}:{os.environ['PGPORT']}/{os.environ['PGDATABASE']}"
+    target = (
+        f"{os.environ['PGUSER']}@{os.environ['PGHOST']}:{os.environ['PGPORT']}/{os.environ['PGDATABASE']}"
+    )
     started = time.monotonic()
     while True:
         try:
@@ -40,7 +42,9 @@ def main() -> None:
             print(f"waiting for PostgreSQL at {target}: {reason}", file=sys.stderr, flush=True)
             time.sleep(RETRY_SECONDS)
             continue
-        print(f"PostgreSQL at {target} accepts logins (waited {time.monotonic() - started:.0f} s)", flush=True)
+        print(
+            f"PostgreSQL at {target} accepts logins (waited {time.monotonic() - started:.0f} s)", flush=True
+        )
         return
 
 
