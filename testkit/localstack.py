@@ -25,8 +25,11 @@ READY_TIMEOUT = 120
 class LocalStack:
     """One LocalStack process; ``endpoint`` stays the same across stop() and start()."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        """``extra_env``: more of LocalStack's environment, e.g. FILESYSTEM_ROOT (its init hooks live under
+        <root>/etc/localstack/init) and what those hooks read."""
         self.workdir = workdir
+        self.extra_env = dict(extra_env or {})
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "localstack.log"
@@ -40,6 +43,7 @@ class LocalStack:
             "SERVICES": "s3",
             "LOCALSTACK_VOLUME_DIR": str(self.workdir / "volume"),
             "TMPDIR": str(self.workdir),
+            **self.extra_env,
         }
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as output:

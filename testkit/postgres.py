@@ -61,7 +61,10 @@ def _run_as() -> str | None:
 class Postgres:
     """One PostgreSQL server; ``port`` and the data stay the same across stop() and start()."""
 
-    def __init__(self) -> None:
+    def __init__(self, superuser: str = SUPERUSER, database: str | None = None) -> None:
+        """``superuser`` (password ``PASSWORD``) owns the cluster; ``database`` is created on first start."""
+        self.superuser = superuser
+        self.database = database
         self.bindir = postgres_bindir()
         self.user = _run_as()
         self.workdir = Path(tempfile.mkdtemp(prefix="floe-pg-"))
@@ -76,10 +79,11 @@ class Postgres:
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq keyword/value connection string, without the password (PGPASSWORD carries it)."""
-        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={database}"
+        return f"host={self.host} port={self.port} user={self.superuser} dbname={database}"
 
     def start(self) -> Postgres:
-        if not self.datadir.exists():
+        first_start = not self.datadir.exists()
+        if first_start:
             self._initdb()
         with self.log.open("ab") as output:
             self._process = subprocess.Popen(
@@ -104,6 +108,8 @@ class Postgres:
                 start_new_session=True,  # its own process group: stopping it reaches only its children
             )
         self._wait_ready()
+        if first_start and self.database:
+            self.create_database(self.database)
         return self
 
     def stop(self) -> None:
@@ -121,6 +127,11 @@ class Postgres:
         """Stop the server and delete its directory."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def tables(self, database: str, schema: str = "public") -> set[str]:
+        """The names of the tables in ``schema`` of ``database``."""
+        listed = self.psql(f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'", database)
+        return set(listed.split())
 
     def create_database(self, name: str) -> None:
         self.psql(f'CREATE DATABASE "{name}"')
@@ -148,7 +159,7 @@ class Postgres:
                 "-D",
                 str(self.datadir),
                 "-U",
-                SUPERUSER,
+                self.superuser,
                 "--pwfile",
                 str(password_file),
                 "--auth=scram-sha-256",

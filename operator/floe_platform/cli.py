@@ -143,6 +143,32 @@ def operator(
         _fail([str(error)])
 
 
+@main.command("delete-platforms")
+@click.option(
+    "--namespace", "-n", required=True, callback=_kubernetes_name, help="Namespace of the FloePlatforms."
+)
+@click.option("--selector", "-l", required=True, help="Label selector of the FloePlatforms to delete.")
+@click.option(
+    "--timeout-seconds",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="How long to wait for the operator to finish each deletion.",
+)
+def delete_platforms_command(namespace: str, selector: str, timeout_seconds: float) -> None:
+    """Delete the matching FloePlatforms and wait until they are gone (the chart's pre-delete hook)."""
+    from floe_platform.controller.handlers import credentials_problem
+    from floe_platform.controller.uninstall import UninstallError, custom_objects_api, delete_platforms
+
+    problem = credentials_problem()
+    if problem is not None:
+        _fail([problem.replace("floe operator:", "floe delete-platforms:", 1)])
+    try:
+        delete_platforms(custom_objects_api(), namespace, selector, timeout_seconds, report=click.echo)
+    except UninstallError as error:
+        _fail([f"floe delete-platforms: {error}"])
+
+
 main.add_command(rightsize_command, "rightsize")
 
 if __name__ == "__main__":

@@ -33,10 +33,18 @@ def run_helm(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm_binary(), *args], capture_output=True, text=True, check=False, timeout=120)
 
 
-def template_args(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[str]:
+def release_name(values_file: Path) -> str:
+    """The release a ci/ file is meant for: its first line `# release: <name>`, else RELEASE."""
+    first = values_file.read_text().split("\n", 1)[0]
+    return first.removeprefix("# release:").strip() if first.startswith("# release:") else RELEASE
+
+
+def template_args(
+    values_files: Sequence[Path] = (), sets: Sequence[str] = (), release: str = RELEASE
+) -> list[str]:
     args = [
         "template",
-        RELEASE,
+        release,
         str(CHART),
         "--namespace",
         NAMESPACE,
@@ -51,13 +59,13 @@ def template_args(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -
     return args
 
 
-def render(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> Rendered:
+def render(values_files: Sequence[Path] = (), sets: Sequence[str] = (), release: str = RELEASE) -> Rendered:
     """`helm template` with the given values; raises with helm's message when it fails."""
-    result = run_helm(template_args(values_files, sets))
+    result = run_helm(template_args(values_files, sets, release))
     if result.returncode != 0:
         raise HelmError(result.stderr.strip())
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    return Rendered(docs=docs, values=_merged_values(values_files))
+    return Rendered(docs=docs, values=_merged_values(values_files), release=release)
 
 
 class HelmError(Exception):
@@ -73,10 +81,12 @@ def _merged_values(values_files: Sequence[Path]) -> dict[str, Any]:
 
 @dataclass
 class Rendered:
-    """The objects one `helm template` produced, and the values files' own content (without defaults)."""
+    """The objects one `helm template` produced, the values files' own content (without defaults), and the
+    release name."""
 
     docs: list[dict[str, Any]]
     values: dict[str, Any] = field(default_factory=dict)
+    release: str = RELEASE
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [doc for doc in self.docs if doc["kind"] == kind]

@@ -5,14 +5,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chart_render import CI_DIR, CI_NAMES, Rendered, render
+from chart_render import CI_DIR, CI_NAMES, Rendered, release_name, render
 
 
 @pytest.fixture(scope="session")
 def rendered_matrix() -> dict[str, Rendered]:
     """Every ci/*-values.yaml rendered by the real helm v4, in parallel, once per test session."""
     with ThreadPoolExecutor(max_workers=len(CI_NAMES)) as pool:
-        renders = pool.map(lambda name: render([CI_DIR / f"{name}-values.yaml"]), CI_NAMES)
+        paths = [CI_DIR / f"{name}-values.yaml" for name in CI_NAMES]
+        renders = pool.map(lambda path: render([path], release=release_name(path)), paths)
         return dict(zip(CI_NAMES, renders, strict=True))
 
 

@@ -16,7 +16,7 @@ import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import HelmError, Rendered, render
+from chart_render import CI_DIR, HelmError, Rendered, render
 from dagster._config import process_config, resolve_to_config_type
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config, get_tick_retention_settings
@@ -176,14 +176,14 @@ def test_compute_logs_mirror_the_platforms_settings(rendered_matrix: dict[str, R
     daemon = release.named("Deployment", "daemon")["spec"]["template"]["spec"]["containers"][0]
     key = next(e for e in daemon["env"] if e["name"] == "AWS_SECRET_ACCESS_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "floe-lake-s3", "key": "AWS_SECRET_ACCESS_KEY"}
-    assert not release.has("Job", "create-bucket"), "the chart creates buckets only on its built-in S3"
+    assert not release.has("Job", "create-bucket"), "your own S3's bucket Job is opt-in"
 
 
 def test_compute_logs_off_means_no_s3_anywhere(rendered_matrix: dict[str, Rendered]) -> None:
     release = rendered_matrix["compute-logs-off"]
     assert release.dagster_yaml()["compute_logs"]["class"] == "NoOpComputeLogManager"
     assert "run_k8s_config" not in release.dagster_yaml()["run_launcher"]["config"]
-    assert not release.of_kind("Job")
+    assert not release.has("Job", "create-bucket")
     for _, pod in release.workloads():
         for container in pod["containers"]:
             assert not [e for e in container.get("env", []) if e["name"].startswith("AWS_")]
@@ -215,10 +215,14 @@ def test_run_pods_built_by_dagster_k8s_get_the_s3_credentials(default_release: R
     assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "postgresql-password"
 
 
-def test_bucket_hook_creates_the_configured_bucket_with_retention(default_release: Rendered) -> None:
-    job = default_release.named("Job", "create-bucket")
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    container = job["spec"]["template"]["spec"]["containers"][0]
+def test_builtin_localstack_creates_the_configured_bucket_with_retention_on_each_start(
+    default_release: Rendered,
+) -> None:
+    """No hook Job for the built-in S3: LocalStack's ready.d hook (the scripts ConfigMap's create-bucket.py)
+    creates the bucket and its rule on every start (run by real LocalStack: test_chart_localstack_init)."""
+    assert not default_release.has("Job", "create-bucket")
+    pod = default_release.named("Deployment", "localstack")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     defaults = ComputeLogs()
     assert (env["BUCKET"], env["PREFIX"], env["RETENTION_DAYS"]) == (
@@ -226,7 +230,26 @@ def test_bucket_hook_creates_the_configured_bucket_with_retention(default_releas
         defaults.prefix,
         str(defaults.retention_days),
     )
-    assert env["S3_ENDPOINT"] == default_release.dagster_yaml()["compute_logs"]["config"]["endpoint_url"]
+    hooks = next(volume for volume in pod["volumes"] if volume["name"] == "ready-hooks")
+    assert hooks["configMap"]["items"] == [
+        {"key": "create-bucket.py", "path": "create-compute-log-bucket.py"}
+    ]
+
+
+def test_own_s3_gets_the_bucket_job_only_when_opted_in(rendered_matrix: dict[str, Rendered]) -> None:
+    """retention_days on your own S3 needs s3:PutLifecycleConfiguration: the post-install/post-upgrade Job
+    applies it only with computeLogBucketJob.enabled, with the storage's endpoint and Secret."""
+    assert not rendered_matrix["three-profiles"].has("Job", "create-bucket")
+    release = render([CI_DIR / "three-profiles-values.yaml"], sets=["computeLogBucketJob.enabled=true"])
+    job = release.named("Job", "create-bucket")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    given = release.values["platform"]["observability"]["compute_logs"]
+    assert env["BUCKET"]["value"] == given["bucket"]
+    assert env["RETENTION_DAYS"]["value"] == str(given.get("retention_days", ComputeLogs().retention_days))
+    assert env["S3_ENDPOINT"]["value"] == "https://s3.eu-west-1.amazonaws.com"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "floe-lake-s3"
     assert container["command"] == ["python", "/opt/floe/scripts/create-bucket.py"]
 
 

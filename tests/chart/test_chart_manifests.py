@@ -127,7 +127,7 @@ def test_every_object_has_the_standard_labels(release: Rendered) -> None:
         labels = doc["metadata"].get("labels", {})
         missing = [label for label in STANDARD_LABELS if label not in labels]
         assert not missing, f"{doc['kind']} {doc['metadata']['name']} lacks {missing}"
-        assert labels["app.kubernetes.io/instance"] == "floe"
+        assert labels["app.kubernetes.io/instance"] == release.release
 
 
 def test_every_image_is_pinned(release: Rendered) -> None:
@@ -221,11 +221,18 @@ def test_security_check_catches_a_missing_field(default_release: Rendered) -> No
 
 
 def test_long_running_containers_have_probes(release: Rendered) -> None:
+    """Liveness for all; readiness for every container that serves a port (the operator's /healthz too,
+    which kopf serves only after its startup handlers ran); a startup probe for the Dagster services, the
+    database and the operator, so a slow first start is not killed by the liveness probe."""
     for doc in [*release.of_kind("Deployment"), *release.of_kind("StatefulSet")]:
-        for container in containers(doc["spec"]["template"]["spec"]):
-            assert "livenessProbe" in container, f"{doc['metadata']['name']}: liveness probe"
-            if container.get("ports") and _component(doc) != "operator":
-                assert "readinessProbe" in container, f"{doc['metadata']['name']}: readiness probe"
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            name = doc["metadata"]["name"]
+            assert "livenessProbe" in container, f"{name}: liveness probe"
+            if container.get("ports"):
+                assert "readinessProbe" in container, f"{name}: readiness probe"
+            if _component(doc) != "localstack":
+                startup = container["startupProbe"]
+                assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, name
 
 
 def test_daemon_liveness_check_has_a_real_timeout(default_release: Rendered) -> None:
@@ -292,7 +299,8 @@ def test_dagster_containers_take_the_postgres_password_from_its_secret(release: 
         assert reference["key"] == "postgresql-password"
         expected = (
             release.values.get("externalPostgresql", {}).get("existingSecret")
-            or "floe-floe-platform-postgresql"
+            or release.values.get("postgresql", {}).get("auth", {}).get("existingSecret")
+            or release.named("Secret", "postgresql")["metadata"]["name"]
         )
         assert reference["name"] == expected
 

@@ -1,11 +1,15 @@
 """The chart installed by the real helm v4 into the real control plane: Pod Security, `helm test`, upgrade,
-uninstall.
+uninstall, a 53-character release name, the pre-upgrade and pre-delete hooks.
 
-Real: kube-apiserver v1.37 (validation, RBAC objects, the PodSecurity admission plugin), etcd,
-kube-controller-manager (ReplicaSets, StatefulSets, the volume binder, garbage collection, namespace
-deletion) and kube-scheduler. Faked by kwok: the two nodes and the pods' status (Running and Ready; the
-`helm test` pod and hook Jobs' pods Succeeded). No container runs, so these tests show that every object is
-accepted, admitted, scheduled and Ready as Kubernetes sees it, not that the programs inside work.
+Real: kube-apiserver v1.37 (validation, RBAC objects and RBAC on ServiceAccount tokens, the PodSecurity
+admission plugin), etcd, kube-controller-manager (ReplicaSets, StatefulSets, Jobs, the volume binder,
+garbage collection, namespace deletion) and kube-scheduler; the real `floe operator` (kopf) on the host as
+the chart's operator ServiceAccount where a test needs one. Faked by kwok: the two nodes and the pods'
+status (Running and Ready; the `helm test` pod and hook Jobs' pods Succeeded). No container runs, so these
+tests show that every object is accepted, admitted, scheduled and Ready as Kubernetes sees it, not that the
+programs inside work. Where a hook's program matters (the pre-delete hook), the test plays the kubelet: it
+runs the hook container's command on the host with the hook's own ServiceAccount token, then reports its
+exit code as the pod's status.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from typing import Any
 import pytest
 import yaml
 
-from testkit.controlplane import ControlPlane, wait_for, wait_for_service_account
+from testkit.controlplane import (
+    ControlPlane,
+    wait_for,
+    wait_for_service_account,
+    write_service_account_kubeconfig,
+)
 from testkit.controlplane.cluster import NODE_NAMES
+from testkit.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -240,10 +250,12 @@ PARITY_CASES = {
                     "create-bucket",
                     "daemon",
                     "localstack",
+                    "migrate",
                     "operator",
                     "postgresql",
                     "runs",
                     "test",
+                    "uninstall",
                     "user-code",
                     "webserver",
                     "webserver-read-only",
@@ -280,3 +292,279 @@ def test_parity_values_install_and_every_workload_gets_ready(
     for entry in yaml.safe_load(workspace["data"]["workspace.yaml"])["load_from"]:
         assert entry["grpc_server"]["host"] in services
     run(plane, "helm", "uninstall", RELEASE, "-n", ns, "--wait", "--timeout=90s")
+
+
+LONG_VALUES = CHART / "ci" / "long-release-name-values.yaml"
+LONG_RELEASE = LONG_VALUES.read_text().split("\n", 1)[0].removeprefix("# release:").strip()
+
+
+def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_runs_migrate_first(
+    control_plane: ControlPlane, control_plane_namespace: str
+) -> None:
+    """The longest release name Helm accepts: kube-apiserver accepts every object, kcm's StatefulSet
+    controller creates the PostgreSQL pod (its controller-revision-hash label fits 63 characters, which a
+    name over 52 would not), kwok runs it. Then `helm upgrade` creates the pre-upgrade migrate Job before it
+    changes any Deployment (the webserver's generation is still the old one while the Job exists)."""
+    plane, ns = control_plane, control_plane_namespace
+    instance = f"app.kubernetes.io/instance={LONG_RELEASE}"
+    assert len(LONG_RELEASE) == 53
+    install = ["install", LONG_RELEASE, str(CHART), "-n", ns, "-f", str(LONG_VALUES)]
+    run(plane, "helm", *install, "--wait", "--timeout=120s")
+    (sts,) = kubectl_json(plane, "get", "statefulsets", "-n", ns, "-l", instance)["items"]
+    name = sts["metadata"]["name"]
+    assert len(name) <= 52
+    assert name.endswith("-postgresql")
+    assert sts["status"].get("readyReplicas") == 1
+    pod = kubectl_json(plane, "get", "pod", f"{name}-0", "-n", ns)
+    revision = pod["metadata"]["labels"]["controller-revision-hash"]
+    assert revision.startswith(f"{name}-")
+    assert len(revision) <= 63
+    assert pod["status"]["phase"] == "Running"
+    headless = kubectl_json(plane, "get", "service", sts["spec"]["serviceName"], "-n", ns)
+    assert headless["spec"]["clusterIP"] == "None"
+    for item in kubectl_json(plane, "get", "deployments", "-n", ns, "-l", instance)["items"]:
+        assert item["status"].get("readyReplicas") == 1, item["metadata"]["name"]
+        assert "helm.sh/chart" not in item["spec"]["template"]["metadata"]["labels"]
+
+    webserver = next(
+        item
+        for item in kubectl_json(plane, "get", "deployments", "-n", ns, "-l", instance)["items"]
+        if item["metadata"]["name"].endswith("-webserver")
+    )
+    generation = webserver["metadata"]["generation"]
+    upgrade = subprocess.Popen(
+        [
+            tool("helm"),
+            f"--kubeconfig={plane.kubeconfig}",
+            "upgrade",
+            *install[1:],
+            "--wait",
+            "--timeout=120s",
+            "--set",
+            "webserver.podAnnotations.upgraded=yes",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def migrate_job() -> tuple[Json, int] | None:
+        jobs = kubectl_json(
+            plane, "get", "jobs", "-n", ns, "-l", f"{instance},app.kubernetes.io/component=migrate"
+        )
+        if not jobs["items"]:
+            return None
+        current = kubectl_json(plane, "get", "deployment", webserver["metadata"]["name"], "-n", ns)
+        return jobs["items"][0], current["metadata"]["generation"]
+
+    job, generation_then = wait_for("the pre-upgrade migrate Job", migrate_job, 60, interval=0.1)
+    _out, err = upgrade.communicate(timeout=150)
+    assert upgrade.returncode == 0, err
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1].endswith(
+        "dagster instance migrate"
+    )
+    assert generation_then == generation, "the webserver changed before the migration ran"
+    after = kubectl_json(plane, "get", "deployment", webserver["metadata"]["name"], "-n", ns)
+    assert after["metadata"]["generation"] > generation
+    # hook-succeeded: helm deleted the Job once kwok completed its pod.
+    assert not kubectl_json(
+        plane, "get", "jobs", "-n", ns, "-l", f"{instance},app.kubernetes.io/component=migrate"
+    )["items"]
+    run(plane, "helm", "uninstall", LONG_RELEASE, "-n", ns, "--wait", "--timeout=120s")
+
+
+def _finish_pod_as_the_kubelet(plane: ControlPlane, namespace: str, pod: Json, exit_code: int) -> None:
+    """Report the container's end, as the kubelet would once the program exited."""
+    statuses = []
+    for status in pod["status"].get("containerStatuses", []):
+        started = (status.get("state", {}).get("running") or {}).get("startedAt")
+        finished = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
+        statuses.append(
+            {
+                **status,
+                "ready": False,
+                "started": False,
+                "state": {"terminated": {**finished, "startedAt": started, "finishedAt": started}},
+            }
+        )
+    body = {"status": {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": statuses}}
+    run(
+        plane,
+        "kubectl",
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(body),
+    )
+
+
+def test_plain_helm_uninstall_with_a_platform_leaves_no_floeplatform_stuck(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """`helm uninstall` alone, with `platform:` set and the operator running (the real `floe operator`, as
+    the chart's operator ServiceAccount). Helm creates the pre-delete hook Job before deleting anything; the
+    test runs the hook container's command (`floe delete-platforms ...`) on the host with the hook's own
+    ServiceAccount token (its Role: list and delete FloePlatforms, nothing else), and reports its exit code
+    as the pod's status. The operator removes its finalizer, the FloePlatform is gone, and only then does
+    Helm delete the release's objects; the operator's PodTemplates go with their owner."""
+    plane, ns = control_plane, control_plane_namespace
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    # The hook pod stays Running under kwok until this test, playing the kubelet, ends it.
+    hold = ["--set", "uninstallHook.podAnnotations.floe\\.dev/test-run-duration=10m"]
+    run(
+        plane,
+        "helm",
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        ns,
+        "-f",
+        str(values),
+        *hold,
+        "--wait",
+        "--timeout=120s",
+    )
+    operator_sa = f"{RELEASE}-floe-platform-operator"
+    kubeconfig = write_service_account_kubeconfig(plane, ns, operator_sa, tmp_path / "operator.kubeconfig")
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", scope=("--namespace", ns)).running()
+    try:
+
+        def finalized() -> bool | None:
+            fp = kubectl_json(plane, "get", "fp", RELEASE, "-n", ns)
+            return True if fp["metadata"].get("finalizers") else None
+
+        wait_for("the operator's finalizer on the FloePlatform", finalized, 60)
+        templates = kubectl_json(plane, "get", "podtemplates", "-n", ns, "-l", f"floe.dev/platform={RELEASE}")
+        assert templates["items"], "the operator rendered no PodTemplate"
+
+        uninstall = subprocess.Popen(
+            [
+                tool("helm"),
+                f"--kubeconfig={plane.kubeconfig}",
+                "uninstall",
+                RELEASE,
+                "-n",
+                ns,
+                "--wait",
+                "--timeout=180s",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+        def hook_pod() -> Json | None:
+            pods = kubectl_json(
+                plane, "get", "pods", "-n", ns, "-l", f"{INSTANCE},app.kubernetes.io/component=uninstall"
+            )
+            running = [pod for pod in pods["items"] if pod["status"].get("phase") == "Running"]
+            return running[0] if running else None
+
+        pod = wait_for("the pre-delete hook's pod", hook_pod, 60)
+        # Helm has deleted nothing yet: the operator's Deployment and the FloePlatform are still there.
+        assert kubectl_json(plane, "get", "deployment", operator_sa, "-n", ns)["metadata"]["name"]
+        hook_sa = pod["spec"]["serviceAccountName"]
+        hook_kubeconfig = write_service_account_kubeconfig(plane, ns, hook_sa, tmp_path / "hook.kubeconfig")
+        (container,) = pod["spec"]["containers"]
+        assert container["command"][:2] == ["floe", "delete-platforms"]
+        floe = shutil.which("floe") or str(ROOT / ".venv" / "bin" / "floe")
+        hook = subprocess.run(
+            [floe, *container["command"][1:]],
+            env={"KUBECONFIG": str(hook_kubeconfig), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        print(f"\npre-delete hook as {hook_sa}: {hook.stdout.strip()} {hook.stderr.strip()}")
+        assert hook.returncode == 0, hook.stderr
+        assert f"1 FloePlatform(s) deleted from {ns}" in hook.stdout
+        _finish_pod_as_the_kubelet(plane, ns, pod, hook.returncode)
+        _out, err = uninstall.communicate(timeout=200)
+        assert uninstall.returncode == 0, err
+        assert kubectl_json(plane, "get", "fp", "-n", ns)["items"] == []
+
+        def templates_gone() -> bool | None:
+            left = kubectl_json(plane, "get", "podtemplates", "-n", ns, "-l", f"floe.dev/platform={RELEASE}")
+            return True if not left["items"] else None
+
+        wait_for("the garbage collector to delete the PodTemplates", templates_gone, 60)
+    finally:
+        operator.stop()
+
+
+def test_the_pre_delete_hooks_role_is_exactly_list_and_delete_floeplatforms(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """Least privilege, asked of the real kube-apiserver with the hook's own token (`kubectl auth can-i`)."""
+    plane, ns = control_plane, control_plane_namespace
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    rendered = run(
+        plane,
+        "helm",
+        "template",
+        RELEASE,
+        str(CHART),
+        "-n",
+        ns,
+        "-f",
+        str(values),
+        "-s",
+        "templates/uninstall-serviceaccount.yaml",
+        "-s",
+        "templates/uninstall-role.yaml",
+        "-s",
+        "templates/uninstall-rolebinding.yaml",
+    ).stdout
+    run_stdin(plane, rendered, "apply", "-n", ns, "-f", "-")
+    hook_sa = f"{RELEASE}-floe-platform-uninstall"
+    wait_for_service_account(plane.admin_api(), ns, hook_sa)
+    kubeconfig = write_service_account_kubeconfig(plane, ns, hook_sa, tmp_path / "hook.kubeconfig")
+    allowed = {}
+    for verb in ("list", "delete", "get", "watch", "create", "patch", "update", "deletecollection"):
+        result = subprocess.run(
+            [
+                tool("kubectl"),
+                f"--kubeconfig={kubeconfig}",
+                "auth",
+                "can-i",
+                verb,
+                "floeplatforms.floe.dev",
+                "-n",
+                ns,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        allowed[verb] = result.stdout.strip() == "yes"
+    assert {verb for verb, yes in allowed.items() if yes} == {"list", "delete"}
+    for other in ("pods", "secrets", "podtemplates", "deployments.apps"):
+        result = subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={kubeconfig}", "auth", "can-i", "delete", other, "-n", ns],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.stdout.strip() == "no", other
+
+
+def run_stdin(plane: ControlPlane, stdin: str, *args: str) -> None:
+    done = subprocess.run(
+        [tool("kubectl"), f"--kubeconfig={plane.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

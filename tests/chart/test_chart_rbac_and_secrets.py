@@ -115,7 +115,8 @@ def test_pods_that_never_call_the_api_get_no_token(release: Rendered) -> None:
     for doc, pod in release.workloads():
         component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
         named_account = component == "user-code" and "serviceAccountName" in pod
-        if component not in ("webserver", "webserver-read-only", "daemon", "operator") and not named_account:
+        accounts = ("webserver", "webserver-read-only", "daemon", "operator", "uninstall")
+        if component not in accounts and not named_account:
             assert pod.get("automountServiceAccountToken") is False, doc["metadata"]["name"]
 
 

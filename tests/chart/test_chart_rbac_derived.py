@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -534,4 +535,49 @@ def test_operator_role_grants_exactly_what_reconcile_and_repair_use(
     finally:
         operator.stop()
     print(f"{values}: operator used {_describe(identity.needed())}")
+    assert_granted_exactly_what_was_used(identity)
+
+
+UNINSTALL_TOKEN = "uninstall-hook-service-account-token"
+WITH_PLATFORM = [
+    name for name in CI_NAMES if "\nplatform:" in "\n" + (CI_DIR / f"{name}-values.yaml").read_text()
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("values", WITH_PLATFORM)
+def test_uninstall_hook_role_grants_exactly_what_delete_platforms_uses(
+    values: str, kube_cluster: EmulatedCluster, tmp_path: Path
+) -> None:
+    """The pre-delete hook's command (`floe delete-platforms`, as the chart's Job runs it) as the hook's own
+    account: it lists the release's FloePlatforms, deletes each and lists again until none is left. (The
+    emulator has no operator finalizer, so the wait ends at once; with the operator's finalizer on the real
+    kube-apiserver: test_chart_on_apiserver.)"""
+    release = render([CI_DIR / f"{values}-values.yaml"])
+    hook = release.named("Job", "uninstall")["spec"]["template"]["spec"]
+    command = hook["containers"][0]["command"]
+    gate = RbacGate()
+    identity = gate.add(UNINSTALL_TOKEN, NAMESPACE, hook["serviceAccountName"], release.docs)
+    platform = next(doc for doc in release.docs if doc["kind"] == "FloePlatform")
+    custom = OperatorPaths(kube_cluster, NAMESPACE).custom()
+    custom.create_namespaced_custom_object(*CR, NAMESPACE, "floeplatforms", platform)
+    other = {**platform, "metadata": {"name": "not-this-release", "namespace": NAMESPACE}}
+    custom.create_namespaced_custom_object(*CR, NAMESPACE, "floeplatforms", other)
+    kube_cluster.emulator.honour_label_selectors = True
+    kube_cluster.emulator.fault_hook = gate
+    kubeconfig = kube_cluster.write_kubeconfig(tmp_path / "hook.kubeconfig", UNINSTALL_TOKEN)
+    floe = str(Path(sys.executable).parent / "floe")
+    done = subprocess.run(
+        [floe, *command[1:]],
+        env={"KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kube_cluster.emulator.fault_hook = None
+    left = custom.list_namespaced_custom_object(*CR, NAMESPACE, "floeplatforms")["items"]
+    assert [item["metadata"]["name"] for item in left] == ["not-this-release"]
+    print(f"{values}: uninstall hook used {_describe(identity.needed())}")
     assert_granted_exactly_what_was_used(identity)

@@ -1,20 +1,29 @@
-"""The chart's scripts (files/*.py), run as the hook Job and `helm test` run them, against real LocalStack.
+"""The chart's scripts (files/*.py), run as the hook Job and `helm test` run them, against real LocalStack
+and a real dagster-webserver.
 
 LocalStack (open source, S3 only) runs on the host under Python 3.13, one per session, stopped by pid
 (testkit/localstack.py). The scripts run under the project venv's Python, whose boto3 is the one
-the user-code image ships. The webserver the smoke test calls is a stand-in: a local HTTP server
-answering `/server_info` as dagster-webserver does; it cannot show that the real webserver is up.
+the user-code image ships. The smoke test's run goes through a real dagster-webserver (its GraphQL API) on
+the host, serving a code location with floe_platform.dagster.smoke's job, with a sqlite instance whose runs
+are subprocesses: it shows the launch, the run config, the profile tag and the status polling, not a run
+pod or run monitoring (no daemon here; the run pod on the real API server:
+tests/dagster/test_launcher_on_apiserver.py). The tests of the bucket check alone use a stand-in
+answering `/server_info` only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,6 +31,7 @@ import pytest
 from chart_render import CHART
 
 from testkit.ports import free_port
+from testkit.waiting import wait_until
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "chart-test", "AWS_SECRET_ACCESS_KEY": "chart-test-secret"}
 
@@ -152,3 +162,87 @@ def test_helm_test_fails_when_the_webserver_does_not_answer() -> None:
     result = _run_script("smoke-test.py", {"WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"})
     assert result.returncode != 0
     assert "helm test failed: URLError" in result.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def dagster_webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real dagster-webserver serving the smoke-test job, stopped by its pid."""
+    home = tmp_path_factory.mktemp("dagster-home")
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    # A code location as a user writes one: their Definitions, with the smoke-test job added.
+    location = home / "smoke_location.py"
+    location.write_text(
+        "import dagster as dg\n\nfrom floe_platform.dagster.smoke import smoke_test_job\n\n"
+        "defs = dg.Definitions(jobs=[smoke_test_job])\n"
+    )
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_file:\n      relative_path: {location}\n      location_name: floe-demo\n"
+    )
+    port = free_port()
+    webserver = str(Path(sys.executable).parent / "dagster-webserver")
+    command = [webserver, "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
+    log = (home / "webserver.log").open("wb")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = wait_until(lambda: _answers(f"{url}/server_info") or process.poll() is not None, 120, 0.5)
+        log_tail = (home / "webserver.log").read_text()[-3000:]
+        assert ready, log_tail
+        assert process.poll() is None, log_tail
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _smoke_run_env(url: str, seconds: str) -> dict[str, str]:
+    return {
+        "WEBSERVER_URL": url,
+        "LOCATION": "floe-demo",
+        "JOB": "floe_smoke_test",
+        "PROFILE": "default",
+        "RUN_SECONDS": seconds,
+        "TIMEOUT_SECONDS": "120",
+    }
+
+
+def test_helm_test_launches_a_run_through_graphql_and_requires_success(dagster_webserver: str) -> None:
+    """The run stays in progress for RUN_SECONDS (the chart sets one run-monitoring poll plus 15 s)."""
+    result = _run_script("smoke-test.py", _smoke_run_env(dagster_webserver, "3"))
+    assert result.returncode == 0, result.stderr
+    assert "on profile default, running 3 s" in result.stdout
+    assert re.search(r"run [0-9a-f-]{36} succeeded", result.stdout), result.stdout
+
+
+def test_helm_test_fails_when_the_run_fails(dagster_webserver: str) -> None:
+    """A run that ends in FAILURE (here: an op given a negative sleep) fails `helm test`, naming the run."""
+    result = _run_script("smoke-test.py", _smoke_run_env(dagster_webserver, "-1"))
+    assert result.returncode != 0
+    assert re.search(r"helm test failed: RuntimeError: run [0-9a-f-]{36} ended FAILURE", result.stderr), (
+        result.stderr
+    )
+
+
+def test_helm_test_fails_naming_a_job_the_location_lacks(dagster_webserver: str) -> None:
+    env = {**_smoke_run_env(dagster_webserver, "0"), "JOB": "no_such_job"}
+    result = _run_script("smoke-test.py", env)
+    assert result.returncode != 0
+    assert "launching no_such_job in floe-demo failed" in result.stderr, result.stderr

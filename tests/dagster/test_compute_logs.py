@@ -72,7 +72,7 @@ def test_run_stdout_and_stderr_land_in_the_compute_log_bucket(
     )
     config = {**config, "endpoint_url": localstack_endpoint, "local_dir": str(tmp_path / "logs")}
     s3 = boto3.client("s3", endpoint_url=localstack_endpoint, region_name=config["region"])
-    s3.create_bucket(Bucket=config["bucket"])  # the chart's post-install hook does this in a cluster
+    s3.create_bucket(Bucket=config["bucket"])  # the chart's LocalStack does this on start in a cluster
 
     overrides = {"compute_logs": {"module": section["module"], "class": section["class"], "config": config}}
     with dg.instance_for_test(overrides=overrides) as instance:

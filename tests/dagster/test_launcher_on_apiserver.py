@@ -373,6 +373,28 @@ def test_chart_catalog_env_reaches_the_run_pods_container(platform: Platform) ->
     assert all("value" not in entry for name, entry in env.items() if "KEY" in name or "PASSWORD" in name)
 
 
+def test_run_job_and_pod_carry_the_releases_labels_and_the_platforms_floe_labels(platform: Platform) -> None:
+    """The PodTemplate's own app.kubernetes.io/instance (the platform's name, "acme") no longer overrides
+    the release's: the Job and the pod kcm creates from it carry the chart's standard labels for release
+    "floe", plus floe.dev/platform and floe.dev/profile from the profile."""
+    run = platform.launch("small", {"floe.dev/test-run-duration": "60s"})
+    release_labels = {
+        "app.kubernetes.io/name": "floe-platform",
+        "app.kubernetes.io/instance": "floe",
+        "app.kubernetes.io/managed-by": "Helm",
+        "app.kubernetes.io/part-of": "floe-platform",
+    }
+    pod = platform.pod_in_phase(run, "Pending", "Running")
+    for labels in (platform.job(run)["metadata"]["labels"], pod["metadata"]["labels"]):
+        assert {key: labels.get(key) for key in release_labels} == release_labels
+    assert pod["metadata"]["labels"]["floe.dev/platform"] == "acme"
+    assert pod["metadata"]["labels"]["floe.dev/profile"] == "small"
+    selected = platform.admin.get(
+        f"/api/v1/namespaces/{platform.namespace}/pods?labelSelector=app.kubernetes.io/instance=floe,floe.dev/platform=acme"
+    )["items"]
+    assert [item["metadata"]["name"] for item in selected] == [pod["metadata"]["name"]]
+
+
 def test_health_check_follows_a_run_to_success(platform: Platform) -> None:
     """check_run_worker_health reads the Job's status that kcm's Job controller writes: RUNNING while the
     pod runs, SUCCESS once kwok ends it with exit code 0 (3 s, the run-duration annotation). The run stays

@@ -74,6 +74,15 @@ def test_template_becomes_container_pod_spec_and_metadata_config() -> None:
     assert "floe.dev/profile-hash" in config["pod_template_spec_metadata"]["annotations"]
 
 
+def test_run_pods_take_only_the_platforms_floe_labels_from_the_template() -> None:
+    """The PodTemplate's app.kubernetes.io/* (instance = the platform's name) describe the PodTemplate; the
+    run pod keeps the launcher's, i.e. the release's, standard labels (on a real server:
+    test_launcher_on_apiserver)."""
+    assert TEMPLATE["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] == "floe"
+    labels = template_to_k8s_config(TEMPLATE)["pod_template_spec_metadata"]["labels"]
+    assert labels == {"floe.dev/platform": "floe", "floe.dev/profile": "mixed"}
+
+
 def test_last_value_of_an_env_name_wins_in_the_first_position() -> None:
     env = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "A", "value": "3"}]
     assert last_value_wins(env) == [{"name": "A", "value": "3"}, {"name": "B", "value": "2"}]

@@ -223,7 +223,8 @@ def wait_for_workloads(deployment: Deployment, restart: bool) -> None:
         "--all",
         f"--timeout={WAIT_TIMEOUT}",
     )
-    # The bucket Job is a hook that helm deletes once it succeeded; wait for it while it is still there.
+    # The bucket Job (your own S3, opt-in) is a hook that helm deletes once it succeeded; wait for it while
+    # it is still there. The built-in LocalStack creates its bucket itself, on every start.
     jobs = deployment.kubectl(
         "get", "jobs", "--selector", "app.kubernetes.io/component=create-bucket", "--output", "name"
     ).split()

@@ -1,12 +1,13 @@
 """Create the compute-log bucket if it is missing and expire its objects after RETENTION_DAYS.
 
-Run by the chart's post-install/post-upgrade hook Job; idempotent, so every upgrade may run it again.
-Settings come from env: S3_ENDPOINT, AWS_REGION, BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials;
+Run two ways, idempotent both: by the built-in LocalStack itself on every start (a `ready.d` init hook, so
+a restarted LocalStack, whose state is lost, gets its bucket back), and for your own S3 by the opt-in
+post-install/post-upgrade hook Job (computeLogBucketJob). Settings come from env: S3_ENDPOINT, AWS_REGION,
+BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials.
 EXTRA_BUCKETS (comma-separated, e.g. the shared catalog's) are created too, with no lifecycle rule.
 """
 
 import os
-import sys
 import time
 from typing import Any
 
@@ -25,9 +26,10 @@ def wait_for_s3(s3: Any) -> None:
             return
         except (BotoCoreError, ClientError) as error:
             if time.monotonic() > deadline:
-                sys.exit(
+                # Not sys.exit: LocalStack runs this file inside its own process.
+                raise RuntimeError(
                     f"S3 at {os.environ.get('S3_ENDPOINT')} did not answer within {WAIT_SECONDS}s: {error}"
-                )
+                ) from None
             time.sleep(3)
 
 
@@ -70,5 +72,7 @@ def main() -> None:
         ensure_bucket(s3, extra.strip(), region)
 
 
-if __name__ == "__main__":
+# A script for the hook Job; LocalStack's ready.d runner instead execs the file with empty globals, where
+# __name__ is the builtins module's.
+if __name__ in ("__main__", "builtins"):
     main()

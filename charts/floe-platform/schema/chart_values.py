@@ -375,6 +375,18 @@ class RunRetries(ValuesModel):
     """Also retry runs that failed because an op or asset raised (false: only crashed run workers)."""
 
 
+class Migrate(ValuesModel):
+    """The pre-upgrade hook Job that runs `dagster instance migrate`."""
+
+    enabled: bool = True
+    """Run `dagster instance migrate` with the new image and dagster.yaml before every `helm upgrade` replaces
+    the webserver and daemon (a pre-upgrade hook; a failure stops the upgrade before anything changed)."""
+    backoff_limit: int = Field(default=2, ge=0)
+    """Retries of the migration Job."""
+    resources: ContainerResources
+    """Of the migration Job (it runs the daemon's image, with its security context and scheduling)."""
+
+
 class Dagster(ValuesModel):
     """Instance settings that go into dagster.yaml."""
 
@@ -391,6 +403,7 @@ class Dagster(ValuesModel):
     service_account: ServiceAccount = ServiceAccount()
     """Used by webserver, daemon (they launch and watch run Jobs) and run pods (unless stepJobs.enabled)."""
     step_jobs: StepJobs = StepJobs()
+    migrate: Migrate
 
 
 class PostgresAuth(ValuesModel):
@@ -400,7 +413,11 @@ class PostgresAuth(ValuesModel):
     """Database holding Dagster's runs, events and schedules."""
     existing_secret: SubdomainOrEmpty = ""
     """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
-    generates a password that survives upgrades."""
+    generates a password that survives upgrades (read back with lookup). Set it for GitOps (Argo CD,
+    `helm template`): without a cluster, every render makes a new password."""
+    fail_without_cluster: bool = False
+    """Refuse to render a generated password without a cluster to read it back from (`helm template`, Argo
+    CD), so a GitOps setup that forgot existingSecret fails at its first render."""
 
 
 class Persistence(ValuesModel):
@@ -445,11 +462,32 @@ class SecretKeyRef(ValuesModel):
     key: str = "LOCALSTACK_AUTH_TOKEN"
 
 
-class BucketJob(ValuesModel):
+class ComputeLogBucketJob(ValuesModel):
+    """The compute-log bucket on your own S3; the built-in LocalStack creates its own on every start."""
+
+    enabled: bool = False
+    """Create the bucket on your own S3 (platform.storage) and apply retention_days as its lifecycle rule,
+    in a post-install/post-upgrade hook Job; needs s3:CreateBucket and s3:PutLifecycleConfiguration. Off:
+    retention_days is not applied there, manage the bucket's expiry yourself."""
     resources: ContainerResources
-    """Of the hook Job that creates the compute-log bucket and its retention rule."""
+    """Of that Job."""
     backoff_limit: int = Field(default=6, ge=0)
     """Retries of that Job."""
+
+
+class UninstallHook(ValuesModel):
+    """The pre-delete hook that deletes the release's FloePlatforms (rendered with platform only)."""
+
+    enabled: bool = True
+    """Delete the release's FloePlatforms before `helm uninstall` removes the operator, and wait until the
+    operator has let each go; off, delete them yourself first (kubectl delete fp --all)."""
+    timeout_seconds: int = Field(default=300, ge=1)
+    """How long the hook waits; after that it fails the uninstall naming the FloePlatforms left."""
+    resources: ContainerResources
+    """Of the hook Job (it runs the operator image, with the operator's security context and scheduling)."""
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
+    )
 
 
 class Localstack(Component):
@@ -462,9 +500,9 @@ class Localstack(Component):
     auth_token: SecretKeyRef = SecretKeyRef()
     """LocalStack images after 4.14.0 need LOCALSTACK_AUTH_TOKEN; name the Secret holding it."""
     region: str = "us-east-1"
-    """Region LocalStack reports and clients use."""
-    bucket_job: BucketJob
-    """The post-install/post-upgrade hook that creates the compute-log bucket."""
+    """Region LocalStack reports and clients use. On every start, LocalStack's ready.d hook creates the
+    compute-log bucket and its lifecycle rule (retention_days), so a restart, which loses its state, does not
+    lose the bucket."""
 
 
 class Operator(Component):
@@ -501,9 +539,21 @@ class NamespaceLimitsValues(ValuesModel):
     """Added to the quota for the webserver, daemon, code server, database and operator."""
 
 
+class SmokeTestRun(ValuesModel):
+    """The run `helm test` launches through the webserver's GraphQL API."""
+
+    job: str = "floe_smoke_test"
+    """Job of userCode.locationName to launch on the default profile (floe_platform.dagster.smoke's
+    smoke_test_job; the demo location has it). It stays in progress past one run-monitoring poll and must
+    end in SUCCESS. Empty: no run, only /server_info and the bucket are checked."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """How long the test waits for the run to end."""
+
+
 class Tests(ValuesModel):
     resources: ContainerResources
     """Of the `helm test` pod."""
+    run: SmokeTestRun = SmokeTestRun()
 
 
 class PodDisruptionBudget(ValuesModel):
@@ -559,10 +609,12 @@ class ChartValues(ValuesModel):
     webserver: Webserver
     daemon: Daemon
     user_code: UserCode
-    dagster: Dagster = Dagster()
+    dagster: Dagster
     postgresql: Postgresql
     external_postgresql: ExternalPostgresql = ExternalPostgresql()
     localstack: Localstack
+    compute_log_bucket_job: ComputeLogBucketJob
+    uninstall_hook: UninstallHook
     operator: Operator
     namespace_limits: NamespaceLimitsValues
     tests: Tests

@@ -17,10 +17,29 @@
 {{- end }}
 {{- end }}
 
-{{/* "<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver"). */}}
+{{/*
+"<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver").
+Every name fits its kind's limit for any release name Helm accepts (53 characters): 63 for Services, Jobs
+and label values, 52 for a StatefulSet (its pods' controller-revision-hash label is "<name>-<10-char
+hash>", at most 63). A name that would be longer keeps a shortened fullname plus 5 hex digits of its hash,
+so two long releases in one namespace still get different names; shorter names are unchanged.
+*/}}
 {{- define "floe.componentName" -}}
 {{- $root := index . 0 }}
-{{- printf "%s-%s" (include "floe.fullname" $root | trunc 50 | trimSuffix "-") (index . 1) }}
+{{- $component := index . 1 }}
+{{- $fullname := include "floe.fullname" $root }}
+{{- $limit := get (include "floe.nameLimits" . | fromJson) $component | default 63 | int }}
+{{- $name := printf "%s-%s" ($fullname | trunc 50 | trimSuffix "-") $component }}
+{{- if gt (len $name) $limit }}
+{{- $keep := sub $limit (add (len $component) 7) | int }}
+{{- $name = printf "%s-%s-%s" ($fullname | trunc $keep | trimSuffix "-") ($fullname | sha256sum | trunc 5) $component }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* Components whose name is a StatefulSet's: at most 52 characters. */}}
+{{- define "floe.nameLimits" -}}
+{{- dict "postgresql" 52 | toJson }}
 {{- end }}
 
 {{/* Labels: call with (list $ "component"). ------------------------------------------------------- */}}
@@ -30,6 +49,18 @@
 app.kubernetes.io/name: {{ include "floe.name" $root }}
 app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/*
+Labels of pod templates: the selector labels plus the ones that never change with a chart or app version,
+so a chart bump alone restarts no pod (helm.sh/chart and app.kubernetes.io/version stay on the objects).
+*/}}
+{{- define "floe.podLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "floe.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: floe-platform
+{{- include "floe.commonLabels" $root }}
 {{- end }}
 
 {{- define "floe.labels" -}}
@@ -232,6 +263,18 @@ storage_ref names an entry of platform.storage, or "default" for the built-in Lo
 {{- end }}
 {{- end }}
 
+{{/*
+The compute-log bucket the built-in LocalStack creates on each start, as JSON (bucket, prefix,
+retention_days); empty when compute logs do not go to the built-in S3.
+*/}}
+{{- define "floe.localstack.bucket" -}}
+{{- if and .Values.localstack.enabled (eq (include "floe.computeLogs.kind" .) "s3") }}
+{{- if (include "floe.computeLogs.storage" . | fromJson).builtin }}
+{{- pick (include "floe.computeLogs" . | fromJson) "bucket" "prefix" "retention_days" | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Containers ------------------------------------------------------------------------------------ */}}
 
 {{- define "floe.dagsterHome" -}}/opt/dagster/dagster_home{{- end }}
@@ -346,7 +389,7 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- fail "namespaceLimits.concurrentRuns: dagster.runCoordinator.maxConcurrentRuns is unlimited, so set the number of runs the quota must fit" }}
 {{- end }}
 {{- $services := list }}
-{{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.localstack.bucketJob .Values.operator .Values.tests }}
+{{- range $component := list .Values.webserver .Values.daemon .Values.userCode .Values.postgresql .Values.localstack .Values.computeLogBucketJob .Values.dagster.migrate .Values.uninstallHook .Values.operator .Values.tests }}
 {{- with pick (dig "resources" "limits" dict $component) "cpu" "memory" }}
 {{- $services = append $services . }}
 {{- end }}
@@ -358,4 +401,74 @@ components' resources.limits verbatim, so that the LimitRange maximum never lock
 {{- end }}
 {{- end }}
 {{- dict "enabled" true "concurrent_runs" $runs "services_headroom" $values.servicesHeadroom "service_container_limits" $services | toJson }}
+{{- end }}
+
+{{/* Startup ----------------------------------------------------------------------------------------- */}}
+
+{{/*
+The init container that waits until PostgreSQL accepts Dagster's login (files/wait-for-postgres.py, inlined
+so it needs no volume). Call with (list $ <component values>): it runs the component's image.
+*/}}
+{{- define "floe.waitForPostgres" -}}
+{{- $root := index . 0 }}
+{{- $values := index . 1 }}
+{{- $params := ternary dict $root.Values.externalPostgresql.params $root.Values.postgresql.enabled }}
+initContainers:
+  - name: wait-for-postgres
+    image: {{ include "floe.image" (list $root $values.image) }}
+    imagePullPolicy: {{ $values.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - {{ $root.Files.Get "files/wait-for-postgres.py" | quote }}
+    env:
+      - name: PYTHONDONTWRITEBYTECODE
+        value: "1"
+      - name: PGHOST
+        value: {{ include "floe.postgresql.host" $root | quote }}
+      - name: PGPORT
+        value: {{ include "floe.postgresql.port" $root | quote }}
+      - name: PGUSER
+        value: {{ include "floe.postgresql.username" $root | quote }}
+      - name: PGDATABASE
+        value: {{ include "floe.postgresql.database" $root | quote }}
+      - name: PG_PARAMS
+        value: {{ $params | toJson | quote }}
+      - name: DAGSTER_PG_PASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "floe.postgresql.secretName" $root }}
+            key: postgresql-password
+    resources:
+      {{- toYaml $values.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $values.securityContext | nindent 6 }}
+{{- end }}
+
+{{/*
+startupProbe: the other probes wait until this one passes, so a slow first start (a database still
+initialising, a large code location loading) is given up to periodSeconds x failureThreshold = 5 minutes
+instead of being killed by the liveness probe. Call with the probe's handler as a dict.
+*/}}
+{{- define "floe.startupProbe" -}}
+startupProbe:
+  {{- toYaml . | nindent 2 }}
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 60
+{{- end }}
+
+{{/* "true" when the release owns a FloePlatform (platform set) and the pre-delete hook is on; else empty. */}}
+{{- define "floe.uninstallHook.enabled" -}}
+{{- if and .Values.platform .Values.uninstallHook.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the chart renders against a cluster (helm install/upgrade), empty under `helm template`, `helm
+lint` and GitOps tools that render without one. Listing the release namespace's Secrets works wherever Helm
+itself does: its release records are Secrets there. A namespace not created yet lists as empty, not as
+nothing.
+*/}}
+{{- define "floe.clusterReachable" -}}
+{{- if lookup "v1" "Secret" .Release.Namespace "" }}true{{ end }}
 {{- end }}

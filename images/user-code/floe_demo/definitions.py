@@ -19,6 +19,7 @@ from floe_demo.project import dbt_executable, dbt_project
 from floe_demo.transform import dbt_models
 from floe_platform.dagster.executor import profile_k8s_job_executor
 from floe_platform.dagster.resources import FloeDuckDBPandasIOManager, FloeDuckDBResource, blob_io_manager
+from floe_platform.dagster.smoke import smoke_test_job
 
 DEFAULT_WAREHOUSE = "/tmp/floe-warehouse.duckdb"
 DEFAULT_BLOB_DIR = "/tmp/floe-blobs"
@@ -73,7 +74,7 @@ daily_schedule = dg.ScheduleDefinition(job=main_job, cron_schedule="0 6 * * *")
 
 defs = dg.Definitions(
     assets=[*UNPARTITIONED_ASSETS, *PER_STEP_ASSETS, *PARTITIONED_ASSETS],
-    jobs=[main_job, per_step_job],
+    jobs=[main_job, per_step_job, smoke_test_job],  # smoke_test_job: what `helm test` runs
     schedules=[daily_schedule],
     resources=build_resources(),
 )

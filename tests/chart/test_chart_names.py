@@ -1,0 +1,96 @@
+"""Every name the chart generates fits its kind's limit for the longest release name Helm accepts.
+
+Real helm v4 (`helm template`) renders the chart with a 53-character release name (ci/long-release-name-
+values.yaml, plus variants that render every optional object); each object's name and labels are checked
+against what Kubernetes enforces, including the names Kubernetes derives from them: a StatefulSet's pods
+get the label `controller-revision-hash: <name>-<10 characters>` (so the name is at most 52, the limit in
+kubernetes#64023), a Job's pods the label `job-name: <name>` (so at most 63). The same release installed
+on the real kube-apiserver: tests/chart/test_chart_on_apiserver.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from chart_render import CI_DIR, Rendered, release_name, render, run_helm
+
+from floe_platform.config.models import DNS_LABEL
+
+LONG_VALUES = CI_DIR / "long-release-name-values.yaml"
+LONG_RELEASE = release_name(LONG_VALUES)
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Kinds whose name becomes a label value or a DNS label (63), and the StatefulSet's own tighter limit.
+LIMITS = {"StatefulSet": 52}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+VARIANTS = {
+    "long-release-name": [LONG_VALUES],
+    "three-profiles-own-s3-bucket-job": [CI_DIR / "three-profiles-values.yaml"],
+    "cluster-wide": [CI_DIR / "cluster-wide-values.yaml"],
+}
+VARIANT_SETS = {"three-profiles-own-s3-bucket-job": ["computeLogBucketJob.enabled=true"]}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def long_release(request: pytest.FixtureRequest) -> Rendered:
+    name: str = request.param
+    return render(VARIANTS[name], sets=VARIANT_SETS.get(name, ()), release=LONG_RELEASE)
+
+
+def test_the_long_release_name_is_the_longest_helm_accepts() -> None:
+    assert len(LONG_RELEASE) == 53
+    refused = run_helm(["template", LONG_RELEASE + "x", str(CI_DIR.parent)])
+    assert refused.returncode != 0
+    assert "53" in refused.stderr
+
+
+def _labels(doc: dict[str, Any]) -> dict[str, str]:
+    labels = dict(doc["metadata"].get("labels") or {})
+    template = (doc.get("spec") or {}).get("template") or {}
+    labels.update((template.get("metadata") or {}).get("labels") or {})
+    return labels
+
+
+def test_every_object_name_fits_its_kinds_limit(long_release: Rendered) -> None:
+    too_long = []
+    for doc in long_release.docs:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind in CLUSTER_SCOPED:
+            continue
+        limit = LIMITS.get(kind, 63)
+        if len(name) > limit or not DNS_LABEL.fullmatch(name):
+            too_long.append(f"{kind}/{name} ({len(name)} > {limit})")
+        if kind == "Service":
+            assert DNS_1035.fullmatch(name), name
+    assert too_long == []
+    assert any(doc["kind"] == "StatefulSet" for doc in long_release.docs) or "cluster-wide" not in str(
+        long_release.values
+    )
+
+
+def test_names_kubernetes_derives_stay_valid_label_values(long_release: Rendered) -> None:
+    for doc in long_release.docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "StatefulSet":
+            assert len(f"{name}-{'x' * 10}") <= 63, f"controller-revision-hash of {name}"
+        if doc["kind"] == "Job":
+            assert len(name) <= 63, f"job-name label of {name}"
+        for key, value in _labels(doc).items():
+            assert len(value) <= 63, f"{doc['kind']}/{name}: label {key}={value}"
+
+
+def test_long_names_of_one_release_stay_distinct_and_keep_the_component(long_release: Rendered) -> None:
+    names = [(doc["kind"], doc["metadata"]["name"]) for doc in long_release.docs]
+    assert len(names) == len(set(names))
+    statefulsets = long_release.of_kind("StatefulSet")
+    for sts in statefulsets:
+        assert sts["metadata"]["name"].endswith("-postgresql")
+        assert sts["spec"]["serviceName"].endswith("-postgresql-headless")
+
+
+def test_short_release_names_are_unchanged() -> None:
+    """Names that already fit keep today's form, so an upgrade renames nothing."""
+    rendered = render()
+    assert rendered.named("StatefulSet", "postgresql")["metadata"]["name"] == "floe-floe-platform-postgresql"
+    assert rendered.named("Deployment", "webserver")["metadata"]["name"] == "floe-floe-platform-webserver"
