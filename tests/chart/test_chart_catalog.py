@@ -44,9 +44,10 @@ def test_runs_share_the_charts_postgresql_and_s3_catalog_by_default(tmp_path: Pa
     env = {e["name"]: e for e in template["template"]["spec"]["containers"][0]["env"]}
     assert env["FLOE_CATALOG_METADATA"]["value"].startswith(f"postgres:host={database['host']} port=5432")
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == database["password"]["secret_name"]
-    job = rendered.named("Job", "create-bucket")
-    job_env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert job_env["EXTRA_BUCKETS"] == "floe-lake"
+    # LocalStack's ready.d hook creates the catalog's bucket beside the compute-log bucket on every start.
+    localstack = rendered.named("Deployment", "localstack")["spec"]["template"]["spec"]["containers"][0]
+    localstack_env = {e["name"]: e.get("value") for e in localstack["env"]}
+    assert localstack_env["EXTRA_BUCKETS"] == "floe-lake"
 
 
 def test_a_platforms_own_catalog_database_and_storage_are_kept(tmp_path: Path) -> None:
@@ -63,8 +64,8 @@ def test_a_platforms_own_catalog_database_and_storage_are_kept(tmp_path: Path) -
     spec = _spec(rendered)
     assert spec["catalog"] == own["catalog"]
     assert spec["storage"] == own["storage"]
-    job = rendered.named("Job", "create-bucket")
-    names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
+    localstack = rendered.named("Deployment", "localstack")["spec"]["template"]["spec"]["containers"][0]
+    names = [e["name"] for e in localstack["env"]]
     assert "EXTRA_BUCKETS" not in names  # the chart creates buckets only on its own LocalStack
 
 

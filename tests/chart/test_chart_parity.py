@@ -344,8 +344,8 @@ def test_network_policies_allow_exactly_the_platforms_flows(rendered_matrix: dic
     webservers = {"webserver", "webserver-read-only"}
     instance_users = webservers | {"daemon", "user-code", "runs"}
     expected = (
-        {(s, "postgresql") for s in instance_users}
-        | {(s, "localstack") for s in instance_users | {"create-bucket"}}
+        {(s, "postgresql") for s in instance_users | {"migrate"}}
+        | {(s, "localstack") for s in instance_users}
         | {(s, "user-code") for s in webservers | {"daemon"}}
         | {("test", "webserver")}
     )
@@ -430,10 +430,7 @@ def test_common_labels_and_annotations_reach_every_object_and_pod() -> None:
         if doc["kind"] != "Pod":
             assert _pod_labels(doc)["team"] == "data"
     # Hooks keep their own annotations beside the common ones.
-    assert (
-        release.named("Job", "create-bucket")["metadata"]["annotations"]["helm.sh/hook"]
-        == "post-install,post-upgrade"
-    )
+    assert release.named("Job", "migrate")["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
 
 
 @pytest.mark.parametrize(
@@ -462,6 +459,8 @@ def test_the_charts_own_metadata_keys_are_refused(assignment: str, message: str)
 def test_pod_labels_and_priority_class_reach_only_their_components_pods(component: str) -> None:
     release = render(sets=[f"{component}.podLabels.tier=gold", f"{component}.priorityClassName=floe-high"])
     label = {"userCode": "user-code"}.get(component, component)
+    # The pre-upgrade migrate hook is scheduled as the daemon is (same image, priority class and placement).
+    scheduled_alike = {label, "migrate"} if component == "daemon" else {label}
     marked = [
         doc["metadata"]["name"]
         for doc, pod in release.workloads()
@@ -473,7 +472,7 @@ def test_pod_labels_and_priority_class_reach_only_their_components_pods(componen
         doc["metadata"]["name"]
         for doc, pod in release.workloads()
         if doc["kind"] != "Pod"
-        and _component(doc) != label
+        and _component(doc) not in scheduled_alike
         and ("tier" in _pod_labels(doc) or "priorityClassName" in pod)
     ]
     assert len(marked) == 1, marked
