@@ -33,8 +33,9 @@ def as_json_schema(node: Any) -> Any:
         schema["type"] = ["integer", "string"]
     if node.get("nullable"):
         schema["type"] = [schema["type"], "null"] if isinstance(schema.get("type"), str) else schema["type"]
-    if "properties" in schema and schema.get("type") == "object":
-        schema.setdefault("additionalProperties", False)
+    kinds = schema.get("type")
+    if "properties" in schema and "object" in (kinds if isinstance(kinds, list) else [kinds]):
+        schema.setdefault("additionalProperties", False)  # a nullable object too: ["object", "null"]
     for rule in node.get("x-kubernetes-validations", []):
         match = _KEY_RULE.fullmatch(rule["rule"])
         if match:
