@@ -64,6 +64,17 @@ CONDITIONS: dict[str, dict[str, Any]] = {
         f"networkPolicy.{key}": {"networkPolicy": {"enabled": True}}
         for key in ("webserverFrom", "apiServer", "dnsNamespace")
     },
+    "dagster.stepJobs.serviceAccount.": {"dagster": {"stepJobs": {"enabled": True}}},
+    # Your own S3 only (the built-in LocalStack creates its bucket itself): three-profiles' storage "lake".
+    **{
+        f"computeLogBucketJob.{key}": {
+            "computeLogBucketJob": {"enabled": True},
+            "platform": THREE_PROFILES["platform"],
+        }
+        for key in ("backoffLimit", "resources")
+    },
+    "computeLogBucketJob.enabled": {"platform": THREE_PROFILES["platform"]},
+    "uninstallHook.": {"platform": THREE_PROFILES["platform"]},  # only with a FloePlatform to delete
     "networkPolicy.externalCidrs": {
         "networkPolicy": {"enabled": True},
         "postgresql": {"enabled": False},
@@ -74,6 +85,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
 NOT_RENDERED = {
     "global": "Helm's own key for values shared with subcharts; this chart reads nothing from it",
     "platform": "a whole platform.yaml; rendered as the FloePlatform (tests/chart/test_chart_manifests.py)",
+    "postgresql.auth.failWithoutCluster": "a guard that renders nothing: it refuses to render without a "
+    "cluster (test_the_gitops_guard_refuses_to_render_without_a_cluster_and_an_existing_secret)",
 }
 # A changed value for keys whose type alone does not give a valid one.
 CHANGED_BY_KEY: dict[str, Any] = {
@@ -208,4 +221,15 @@ def test_changing_a_value_changes_the_rendered_chart(
 def test_every_key_not_rendered_is_in_the_schema() -> None:
     """The exemptions name real keys, so the list cannot rot."""
     keys = {field.alias or name for name, field in CHART_VALUES.ChartValues.model_fields.items()}
-    assert set(NOT_RENDERED) <= keys
+    assert set(NOT_RENDERED) <= keys | {leaf[0] for leaf in _leaves(CHART_VALUES.ChartValues)}
+
+
+def test_the_gitops_guard_refuses_to_render_without_a_cluster_and_an_existing_secret(tmp_path: Path) -> None:
+    """`helm template` has no cluster: with the guard on and no existing Secret it fails in one line that
+    names the value and the fix; an existing Secret satisfies it."""
+    guard = {"postgresql": {"auth": {"failWithoutCluster": True}}}
+    with pytest.raises(AssertionError) as refused:
+        _render(tmp_path, "guarded", guard)
+    assert "postgresql.auth.existingSecret: rendering without a cluster" in str(refused.value)
+    with_secret = _merge(guard, {"postgresql": {"auth": {"existingSecret": "floe-db"}}})
+    assert _render(tmp_path, "with-secret", with_secret)

@@ -74,7 +74,7 @@ def test_template_becomes_container_pod_spec_and_metadata_config() -> None:
     assert "floe.dev/profile-hash" in config["pod_template_spec_metadata"]["annotations"]
 
 
-def test_run_pods_take_only_the_platforms_floe_labels_from_the_template() -> None:
+def test_run_pods_take_the_templates_labels_except_its_standard_ones() -> None:
     """The PodTemplate's app.kubernetes.io/* (instance = the platform's name) describe the PodTemplate; the
     run pod keeps the launcher's, i.e. the release's, standard labels (on a real server:
     test_launcher_on_apiserver)."""
