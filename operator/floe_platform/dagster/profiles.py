@@ -22,7 +22,7 @@ from floe_platform.render.duckdb_env import DUCKDB_ENV_NAMES, duckdb_env
 from floe_platform.render.podtemplate import DERIVED_ENV_ANNOTATION
 
 FLOE_LABEL_PREFIX = "floe.dev/"
-STANDARD_LABEL_PREFIX = "app.kubernetes.io/"
+STANDARD_PREFIX = "app.kubernetes.io/"
 
 PROFILE_TAG = "floe/resource-profile"
 """Run, job or op tag naming the resource profile of a run."""
@@ -102,7 +102,7 @@ def template_to_k8s_config(pod_template: Mapping[str, Any]) -> dict[str, Any]:
     template_labels = template_metadata.get("labels") or pod_template["metadata"].get("labels") or {}
     # The platform's floe.dev/* labels and the profile's own: the PodTemplate's app.kubernetes.io/* describe
     # the PodTemplate (the operator's object); a run pod keeps the launcher's: the release's standard labels.
-    labels = {key: value for key, value in template_labels.items() if not key.startswith(STANDARD_LABEL_PREFIX)}
+    labels = {key: value for key, value in template_labels.items() if not key.startswith(STANDARD_PREFIX)}
     annotations = {
         key: value
         for key, value in (pod_template["metadata"].get("annotations") or {}).items()

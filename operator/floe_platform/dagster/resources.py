@@ -45,6 +45,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from pydantic import Field
 
 from floe_platform.dagster.catalog import (
+    CatalogSettings,
     CatalogUnavailable,
     attach_catalog,
     blob_path_from_env,
@@ -142,20 +143,30 @@ def connect_to_warehouse(
     catalog = catalog_from_env()
     if catalog is None:
         return connect(database, config, max_retries=max_retries)
+    if not catalog.metadata.startswith("postgres:"):
+        # A catalog whose metadata is a local DuckDB file (make demo) allows one process at a time (dbt runs
+        # in another): attach it per connection, so closing the connection lets the file go.
+        conn = _attached_instance(catalog, config)
+        conn.execute(f"USE {catalog.name}")
+        return conn
     key = (catalog, tuple(sorted((name, str(value)) for name, value in config.items())))
     instance = _ATTACHED.get(key)
     if instance is None:
-        install_bundled_extensions(Path(config["extension_directory"]))
-        instance = duckdb.connect(":memory:", config=dict(config))
-        try:
-            attach_catalog(instance, catalog, use=False)
-        except BaseException:
-            instance.close()
-            raise
-        _ATTACHED[key] = instance
+        instance = _ATTACHED[key] = _attached_instance(catalog, config)
     conn = instance.cursor()
     conn.execute(f"USE {catalog.name}")
     return conn
+
+
+def _attached_instance(catalog: CatalogSettings, config: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
+    install_bundled_extensions(Path(config["extension_directory"]))
+    instance = duckdb.connect(":memory:", config=dict(config))
+    try:
+        attach_catalog(instance, catalog, use=False)
+    except BaseException:
+        instance.close()
+        raise
+    return instance
 
 
 class FloeDuckDBResource(DuckDBResource):
