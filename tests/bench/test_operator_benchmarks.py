@@ -56,12 +56,12 @@ def test_request_totals_are_summed_over_codes_and_the_operators_are_picked_out()
 
 
 def _assert_floor_and_finalizer(
-    requests: Counter[tuple[str, str, str]], platforms: int, profiles: int, *, finalizer_patches: int = 1
+    requests: Counter[tuple[str, str, str]], platforms: int, profiles: int
 ) -> None:
     """One create per profile, one status write, and kopf's finalizer PATCH; nothing else that writes."""
     assert requests[("POST", "podtemplates", "")] == platforms * profiles
     assert requests[("PATCH", "floeplatforms", "status")] == platforms
-    assert requests[("PATCH", "floeplatforms", "")] == platforms * finalizer_patches
+    assert requests[("PATCH", "floeplatforms", "")] == platforms
 
 
 @pytest.mark.slow
@@ -72,8 +72,10 @@ def test_p1_on_the_emulator_converges_with_the_floor_of_requests_plus_the_finali
     assert converge.seconds > 0
     assert figures.bare[0] > 0
     assert converge.peak_rss > 0
-    # kmock sees kopf's finalizer PATCH twice per FloePlatform (the real server once; docs/bench.md).
-    _assert_floor_and_finalizer(converge.requests, 2, 2, finalizer_patches=2)
+    # The exact floor is asserted on kube-apiserver (below): kmock sees kopf's merge PATCHes of a
+    # FloePlatform and of its status more often than the real server does (docs/bench.md), so here only the
+    # creates, which both count alike, are exact.
+    assert converge.requests[("POST", "podtemplates", "")] == 2 * 2
 
 
 @pytest.mark.slow

@@ -141,7 +141,11 @@ def test_demo_leaves_the_catalog_file_its_data_files_and_the_blob_in_the_workdir
     """After `make demo` the workdir shows the catalog: its metadata file, Parquet files, and the blob."""
     assert demo.catalog_file.is_file()
     assert list((demo.workdir / "lake" / "data" / "bronze" / "orders").glob("*.parquet"))
-    assert list((demo.workdir / "lake" / "data" / "gold" / "customer_revenue").glob("*.parquet"))
+    # dbt's small gold table may stay inlined in the catalog's metadata (DuckLake's data inlining), so it
+    # is read through the catalog rather than looked for as a Parquet file.
+    with demo.catalog() as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM gold.customer_revenue").fetchone() or (0,)
+    assert rows > 0
     assert (demo.workdir / "blobs" / "order_amount_histogram").is_file()
 
 
