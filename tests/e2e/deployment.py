@@ -139,7 +139,11 @@ class Deployment:
             yield int(match.group(1))
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # SIGTERM ignored (a disposition inherited from this process)
+                process.kill()
+                process.wait()
 
 
 def cluster_exists() -> bool:
