@@ -14,20 +14,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from floe_platform.config.quantity import QuantityError, parse_quantity
 from testkit.controlplane import ControlPlane
+from testkit.controlplane.chart import OPERATOR_SA, ROOT, chart_objects, tool
+from testkit.controlplane.chart import install_crd as apply_crd
 
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "charts" / "floe-platform"
+__all__ = [
+    "FP",
+    "OPERATOR_SA",
+    "PRODUCTION",
+    "apply_crd",
+    "apply_operator_rbac",
+    "contains",
+    "floe_cr",
+    "kubectl",
+]
+
 PRODUCTION = ROOT / "platform-config" / "platform" / "production" / "platform.yaml"
-OPERATOR_SA = "floe-floe-platform-operator"
 FP = "/apis/floe.dev/v1alpha1/namespaces/{ns}/floeplatforms"
-
-
-def tool(name: str) -> str:
-    return shutil.which(name) or str(ROOT / ".tools" / "bin" / name)
 
 
 def kubectl(
@@ -52,28 +56,6 @@ def floe_cr(name: str, namespace: str, source: Path = PRODUCTION) -> str:
     floe = shutil.which("floe") or str(ROOT / ".venv" / "bin" / "floe")
     command = [floe, "cr", str(source), "--name", name, "-n", namespace]
     return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def chart_objects(namespace: str, kinds: tuple[str, ...], name: str | None = None) -> str:
-    """Objects of ``kinds`` (named ``name``, if given) as `helm template --include-crds` renders them for
-    a release in ``namespace`` with default values."""
-    rendered = subprocess.run(
-        [tool("helm"), "template", "floe", str(CHART), "-n", namespace, "--include-crds"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
-    wanted = [d for d in documents if d["kind"] in kinds and name in (None, d["metadata"]["name"])]
-    assert sorted(doc["kind"] for doc in wanted) == sorted(kinds)
-    return yaml.safe_dump_all(wanted)
-
-
-def apply_crd(plane: ControlPlane) -> None:
-    """The chart's CRD, applied by the admin, and Established."""
-    kubectl(plane, "apply", "-f", "-", stdin=chart_objects("default", ("CustomResourceDefinition",)))
-    kubectl(plane, "wait", "--for=condition=Established", "crd/floeplatforms.floe.dev", "--timeout=30s")
 
 
 def apply_operator_rbac(plane: ControlPlane, namespace: str) -> None:
