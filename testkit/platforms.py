@@ -34,6 +34,20 @@ WATCH_IDLE_SECONDS = 5
 QUANTITY_KEYS = frozenset({"cpu", "memory", "ephemeral-storage", "sizeLimit"})
 
 
+def acme_platform(**infrastructure: Any) -> dict[str, Any]:
+    """platform.yaml "acme" with the two profiles the launcher's and the step executor's real-server tests
+    launch on: ``small`` (2Gi) and ``transform`` (4Gi, DUCKDB_THREADS set); ``infrastructure`` adds keys."""
+    profiles = {
+        "small": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+        "transform": {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "2", "memory": "4Gi"},
+            "env": {"DUCKDB_THREADS": "2"},
+        },
+    }
+    return {"platform": {"name": "acme"}, "infrastructure": {"resource_profiles": profiles, **infrastructure}}
+
+
 def production_cr(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """`floe cr` of the production example: profiles default, transform and ingest."""
     return platform_resource(load_platform(PRODUCTION), name, namespace)

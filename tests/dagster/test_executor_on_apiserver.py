@@ -40,27 +40,13 @@ from floe_platform.dagster.launcher import STEP_JOBS_SWITCH, StepJobsDisabledErr
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_account_kubeconfig
+from testkit.platforms import acme_platform
 
 pytestmark = pytest.mark.slow  # a real run worker waits for dagster's 20 s step health check
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "floe-platform/user-code:0.1.0"
-PLATFORM = {
-    "platform": {"name": "acme"},
-    "infrastructure": {
-        "resource_profiles": {
-            "small": {
-                "requests": {"cpu": "250m", "memory": "512Mi"},
-                "limits": {"cpu": "1", "memory": "2Gi"},
-            },
-            "transform": {
-                "requests": {"cpu": "1", "memory": "2Gi"},
-                "limits": {"cpu": "2", "memory": "4Gi"},
-                "env": {"DUCKDB_THREADS": "2"},
-            },
-        }
-    },
-}
+PLATFORM = acme_platform()
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 PATHS = {
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",

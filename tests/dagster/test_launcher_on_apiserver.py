@@ -53,29 +53,13 @@ from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_
 from testkit.controlplane.cluster import NODE_NAMES
 from testkit.faultproxy import Action, FaultProxy
 from testkit.faults import FaultInjector, FaultPlan, Rule
-from testkit.platforms import pod_shape_profile
+from testkit.platforms import acme_platform, pod_shape_profile
 
 pytestmark = pytest.mark.slow  # each test applies the chart's objects and runs a Job on the control plane
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "floe-platform/user-code:0.1.0"
-PLATFORM = {
-    "platform": {"name": "acme"},
-    "infrastructure": {
-        "resource_profiles": {
-            "small": {
-                "requests": {"cpu": "250m", "memory": "512Mi"},
-                "limits": {"cpu": "1", "memory": "2Gi"},
-            },
-            "transform": {
-                "requests": {"cpu": "1", "memory": "2Gi"},
-                "limits": {"cpu": "2", "memory": "4Gi"},
-                "env": {"DUCKDB_THREADS": "2"},
-            },
-        },
-        "namespace_limits": {"enabled": True, "concurrent_runs": 2},
-    },
-}
+PLATFORM = acme_platform(namespace_limits={"enabled": True, "concurrent_runs": 2})
 GiB = 1024**3
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 # The dagster Role before the fix: written from memory, without jobs/status (nor events, nor pods delete).
