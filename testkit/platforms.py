@@ -22,6 +22,7 @@ from typing import Any
 from floe_platform.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, platform_resource
 from floe_platform.config import load_platform, parse_platform
 from floe_platform.config.quantity import QuantityError, parse_quantity
+from floe_platform.controller.kubeapi import KubeClient
 from floe_platform.render import HASH_ANNOTATION, render_pod_templates
 from floe_platform.render.podtemplate import PLATFORM_LABEL
 
@@ -265,6 +266,11 @@ def custom_objects(cluster: Any) -> Any:
     import kubernetes
 
     return kubernetes.client.CustomObjectsApi(cluster.api_client())
+
+
+def operator_api(cluster: Any) -> KubeClient:
+    """The operator's own API client, logged in with the cluster's kubeconfig (as ``floe operator`` would)."""
+    return KubeClient.from_kubeconfig(cluster.kubeconfig_path)
 
 
 def core_api(cluster: Any) -> Any:

@@ -130,9 +130,9 @@ def operator(
     """Run the operator: each FloePlatform's resource profiles become PodTemplates (kopf, standalone)."""
     if bool(namespaces) == all_namespaces:
         _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
-    # kopf and the kubernetes client load only here, so that `floe validate` stays fast and dependency-free.
-    from floe_platform.controller.handlers import OperatorOptions
-    from floe_platform.controller.main import NoCredentialsError, run_operator
+    # kopf loads only here, so that `floe validate` stays fast and dependency-free; `main` first, as it
+    # keeps the clients the operator does not use out of the process before kopf is imported.
+    from floe_platform.controller.main import NoCredentialsError, OperatorOptions, run_operator
 
     options = OperatorOptions(
         namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds
@@ -157,14 +157,14 @@ def operator(
 )
 def delete_platforms_command(namespace: str, selector: str, timeout_seconds: float) -> None:
     """Delete the matching FloePlatforms and wait until they are gone (the chart's pre-delete hook)."""
-    from floe_platform.controller.handlers import credentials_problem
-    from floe_platform.controller.uninstall import UninstallError, custom_objects_api, delete_platforms
+    from floe_platform.controller.kubeapi import credentials_problem
+    from floe_platform.controller.uninstall import UninstallError, delete_platforms, platforms_api
 
-    problem = credentials_problem()
+    problem = credentials_problem("floe delete-platforms")
     if problem is not None:
-        _fail([problem.replace("floe operator:", "floe delete-platforms:", 1)])
+        _fail([problem])
     try:
-        delete_platforms(custom_objects_api(), namespace, selector, timeout_seconds, report=click.echo)
+        delete_platforms(platforms_api(), namespace, selector, timeout_seconds, report=click.echo)
     except UninstallError as error:
         _fail([f"floe delete-platforms: {error}"])
 

@@ -411,8 +411,8 @@ def test_plain_helm_uninstall_with_a_platform_leaves_no_floeplatform_stuck(
     the chart's operator ServiceAccount). Helm creates the pre-delete hook Job before deleting anything; the
     test runs the hook container's command (`floe delete-platforms ...`) on the host with the hook's own
     ServiceAccount token (its Role: list and delete FloePlatforms, nothing else), and reports its exit code
-    as the pod's status. The operator removes its finalizer, the FloePlatform is gone, and only then does
-    Helm delete the release's objects; the operator's PodTemplates go with their owner."""
+    as the pod's status. The FloePlatform is gone (it carries no finalizer), and only then does Helm delete
+    the release's objects; the operator's PodTemplates go with their owner, by kcm's garbage collector."""
     plane, ns = control_plane, control_plane_namespace
     values = CHART / "ci" / "compute-logs-off-values.yaml"
     # The hook pod stays Running under kwok until this test, playing the kubelet, ends it.
@@ -436,13 +436,16 @@ def test_plain_helm_uninstall_with_a_platform_leaves_no_floeplatform_stuck(
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", scope=("--namespace", ns)).running()
     try:
 
-        def finalized() -> bool | None:
-            fp = kubectl_json(plane, "get", "fp", RELEASE, "-n", ns)
-            return True if fp["metadata"].get("finalizers") else None
+        def rendered() -> bool | None:
+            selector = f"floe.dev/platform={RELEASE}"
+            return (
+                True
+                if kubectl_json(plane, "get", "podtemplates", "-n", ns, "-l", selector)["items"]
+                else None
+            )
 
-        wait_for("the operator's finalizer on the FloePlatform", finalized, 60)
-        templates = kubectl_json(plane, "get", "podtemplates", "-n", ns, "-l", f"floe.dev/platform={RELEASE}")
-        assert templates["items"], "the operator rendered no PodTemplate"
+        wait_for("the operator's PodTemplates", rendered, 60)
+        assert not kubectl_json(plane, "get", "fp", RELEASE, "-n", ns)["metadata"].get("finalizers")
 
         uninstall = subprocess.Popen(
             [

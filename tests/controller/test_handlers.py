@@ -1,4 +1,4 @@
-"""The kopf shell's logic called directly: `handlers.sync` with a real kopf Patch and the real kubernetes
+"""The kopf shell's logic called directly: `handlers.sync` with a real kopf Patch and the operator's own API
 client against kmock's emulator; kopf's event poster is replaced by a list (no kopf runtime here). Transient
 API errors are tested on the real kube-apiserver through the fault proxy (test_reconcile_faults.py), a real
 403 with the operator process (test_operator_faults.py)."""
@@ -13,7 +13,7 @@ import pytest
 
 from floe_platform.controller import handlers
 from testkit.emulator import EmulatedCluster
-from testkit.platforms import core_api, production_cr, with_profile
+from testkit.platforms import core_api, operator_api, production_cr, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000002"
 LOGGER = logging.getLogger("test")
@@ -36,7 +36,7 @@ def body(resource: dict[str, Any], generation: int = 1, status: dict[str, Any] |
 
 def run_sync(cluster: EmulatedCluster, platform: kopf.Body, retry: int | None = 0) -> kopf.Patch:
     patch = kopf.Patch()
-    handlers.sync(core_api(cluster), platform, patch, LOGGER, known=None, retry=retry, always_warn=True)
+    handlers.sync(operator_api(cluster), platform, patch, LOGGER, known=None, retry=retry, always_warn=True)
     return patch
 
 

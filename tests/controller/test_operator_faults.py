@@ -212,7 +212,7 @@ def test_resync_of_an_unchanged_platform_makes_no_podtemplate_request(faulty: Fa
     before = {t["metadata"]["name"]: t["metadata"]["resourceVersion"] for t in faulty.templates()}
 
     def resyncs() -> int:
-        return faulty.operator.log_path.read_text().count("Timer 'on_resync' succeeded")
+        return faulty.operator.log_path.read_text().count("Resync: ")
 
     seen, start = resyncs(), len(faulty.proxy.exchanges)
     wait_for("two resyncs", lambda: True if resyncs() >= seen + 2 else None, 20)

@@ -142,7 +142,7 @@ def test_floe_cr_piped_to_kubectl_apply_gets_the_rendered_podtemplates_as_the_se
     before = {name: t["metadata"]["resourceVersion"] for name, t in live.items()}
 
     def resyncs() -> int:
-        return setup.operator.log_path.read_text().count("Timer 'on_resync' succeeded")
+        return setup.operator.log_path.read_text().count("Resync: ")
 
     seen = resyncs()
     wait_for("two resyncs", lambda: True if resyncs() >= seen + 2 else None, 20)
@@ -349,19 +349,39 @@ def test_crd_duckdb_threads_rule_agrees_with_the_models(
         assert (done.returncode == 0) == models, (value, models, done.stderr)
 
 
-def test_deleting_a_floeplatform_removes_its_podtemplates_through_finalizer_and_garbage_collector(
+def test_deleting_a_floeplatform_needs_no_operator_the_garbage_collector_removes_its_podtemplates(
     setup: Setup,
 ) -> None:
-    """The operator's finalizer is released by the running operator; kcm's garbage collector then deletes
-    the PodTemplates, which carry an ownerReference to the FloePlatform (the operator deletes none itself)."""
+    """The operator puts no finalizer on a FloePlatform, so deleting one never waits for the operator: with
+    the operator stopped (SIGKILL), the FloePlatform goes at once, and kcm's garbage collector deletes its
+    PodTemplates, which carry an ownerReference to it (the operator deletes none itself)."""
     kubectl(setup.plane, "apply", "-f", "-", stdin=floe_cr("doomed", setup.ns))
     setup.wait_ready("doomed", 60)
-    assert "floe.dev/operator" in setup.fp("doomed")["metadata"]["finalizers"]
+    assert not setup.fp("doomed")["metadata"].get("finalizers")
     assert len(setup.templates()) == 3
-    kubectl(setup.plane, "delete", "fp", "doomed", "-n", setup.ns, "--wait=true", "--timeout=30s")
-    wait_for("the garbage collector", lambda: True if not setup.templates() else None, 30)
+    setup.operator.kill()
+    try:
+        kubectl(setup.plane, "delete", "fp", "doomed", "-n", setup.ns, "--wait=true", "--timeout=30s")
+        wait_for("the garbage collector", lambda: True if not setup.templates() else None, 30)
+    finally:
+        setup.operator.running()
     log = setup.operator.log_path.read_text()
     assert "deleted ['doomed-" not in log  # kcm did it, not the operator
+
+
+def test_the_finalizer_of_an_earlier_operator_is_removed(setup: Setup) -> None:
+    """Earlier versions of the operator put the finalizer ``floe.dev/operator`` on every FloePlatform. The
+    operator removes it (a PATCH as its ServiceAccount, which the chart's Role must allow) and reconciles."""
+    resource = json.loads(json.dumps(yaml.safe_load(floe_cr("marked", setup.ns))))
+    resource["metadata"]["finalizers"] = ["floe.dev/operator"]
+    kubectl(setup.plane, "apply", "-f", "-", stdin=json.dumps(resource))
+    setup.wait_ready("marked", 60)
+    wait_for(
+        "the old finalizer gone",
+        lambda: True if not setup.fp("marked")["metadata"].get("finalizers") else None,
+        30,
+    )
+    kubectl(setup.plane, "delete", "fp", "marked", "-n", setup.ns, "--wait=true", "--timeout=30s")
 
 
 def test_sigkilled_operator_converges_after_restart_without_duplicates(setup: Setup) -> None:
@@ -464,7 +484,7 @@ def test_a_profile_using_every_pod_shape_field_round_trips_through_the_server(
     before = live["metadata"]["resourceVersion"]
 
     def resyncs() -> int:
-        return setup.operator.log_path.read_text().count("Timer 'on_resync' succeeded")
+        return setup.operator.log_path.read_text().count("Resync: ")
 
     seen = resyncs()
     wait_for("two resyncs", lambda: True if resyncs() >= seen + 2 else None, 20)

@@ -1,8 +1,8 @@
 """The operator's logic called directly, without kopf: `reconcile` against kmock's Kubernetes emulator over
-real HTTP with the real kubernetes client, and the status functions as plain data. The emulator cannot
-show a real API server's defaulting or strategic merge; every object written is checked with
-kubernetes-validate instead. The fault cases (5xx, 409, a request-free reconcile) run on the real
-kube-apiserver through the fault proxy: test_reconcile_faults.py."""
+real HTTP with the operator's own API client (the test reads back with the kubernetes client), and the
+status functions as plain data. The emulator cannot show a real API server's defaulting or strategic
+merge; every object written is checked with kubernetes-validate instead. The fault cases (5xx, 409, a
+request-free reconcile) run on the real kube-apiserver through the fault proxy: test_reconcile_faults.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from floe_platform.controller.status import (
 )
 from floe_platform.render import render_pod_templates
 from testkit.emulator import EmulatedCluster, validate_object
-from testkit.platforms import NAMESPACE, core_api, production_cr, templates, with_profile
+from testkit.platforms import NAMESPACE, core_api, operator_api, production_cr, templates, with_profile
 
 UID = "6f1c1c3e-0000-4000-8000-000000000001"
 
@@ -70,27 +70,27 @@ def versions(live: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def test_first_reconcile_creates_exactly_the_rendered_templates(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    outcome = reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    outcome = reconcile(api, stored_body())
     assert sorted(outcome.created) == ["prod-default", "prod-ingest", "prod-transform"]
     assert_matches_renderer(templates(core, "prod"), stored_body())
 
 
 def test_reconcile_of_an_unchanged_spec_writes_nothing(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     before = versions(templates(core, "prod"))
-    outcome = reconcile(core, stored_body())
+    outcome = reconcile(api, stored_body())
     assert not outcome.changed
     assert versions(templates(core, "prod")) == before
 
 
 def test_changed_profile_patches_only_its_template(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     before = versions(templates(core, "prod"))
     changed = with_profile(stored_body(), "ingest", limits={"cpu": "2", "memory": "3Gi"})
-    outcome = reconcile(core, changed)
+    outcome = reconcile(api, changed)
     assert outcome.patched == ["prod-ingest"]
     live = templates(core, "prod")
     assert_matches_renderer(live, changed)
@@ -100,14 +100,14 @@ def test_changed_profile_patches_only_its_template(kube_cluster: EmulatedCluster
 def test_removed_profile_deletes_its_podtemplate_but_not_a_hand_applied_one(
     kube_cluster: EmulatedCluster,
 ) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     hand_applied = expected_templates(stored_body())["prod-default"]
     hand_applied["metadata"]["name"] = "prod-manual"
     core.create_namespaced_pod_template(NAMESPACE, hand_applied)  # our labels, no owner
     smaller = stored_body()
     del smaller["spec"]["infrastructure"]["resource_profiles"]["ingest"]
-    outcome = reconcile(core, smaller)
+    outcome = reconcile(api, smaller)
     assert outcome.deleted == ["prod-ingest"]
     assert sorted(templates(core, "prod")) == ["prod-default", "prod-manual", "prod-transform"]
 
@@ -115,15 +115,15 @@ def test_removed_profile_deletes_its_podtemplate_but_not_a_hand_applied_one(
 def test_removed_escalate_to_takes_its_annotation_off_the_template(kube_cluster: EmulatedCluster) -> None:
     """The launcher reads escalate_to from the PodTemplate's annotation, so a stale one would keep
     escalating runs after platform.yaml stopped saying so; someone else's annotation stays."""
-    core = core_api(kube_cluster)
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
     laddered = with_profile(stored_body(), "default", escalate_to="transform")
-    reconcile(core, laddered)
+    reconcile(api, laddered)
     assert templates(core, "prod")["prod-default"]["metadata"]["annotations"]["floe.dev/escalate-to"] == (
         "transform"
     )
     foreign = {"metadata": {"annotations": {"team": "x"}}}
     core.patch_namespaced_pod_template("prod-default", NAMESPACE, foreign)
-    outcome = reconcile(core, stored_body())
+    outcome = reconcile(api, stored_body())
     assert outcome.patched == ["prod-default"]
     annotations = templates(core, "prod")["prod-default"]["metadata"]["annotations"]
     assert "floe.dev/escalate-to" not in annotations
@@ -131,13 +131,13 @@ def test_removed_escalate_to_takes_its_annotation_off_the_template(kube_cluster:
 
 
 def test_invalid_spec_raises_with_the_field_path_and_writes_nothing(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     before = templates(core, "prod")
     broken = with_profile(stored_body(), "transform", limits={"cpu": "16", "memory": "12Gb"})
     broken["spec"]["infrastructure"]["resource_profiles"]["ingest"]["limits"]["memory"] = "3Gi"
     with pytest.raises(ConfigError) as raised:
-        reconcile(core, broken)
+        reconcile(api, broken)
     assert any(
         line.startswith("spec.infrastructure.resource_profiles.transform.limits.memory: '12Gb'")
         for line in raised.value.lines
@@ -146,8 +146,8 @@ def test_invalid_spec_raises_with_the_field_path_and_writes_nothing(kube_cluster
 
 
 def test_hand_edited_template_is_restored_and_foreign_labels_kept(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     edit = {
         "metadata": {"labels": {"team": "data"}},
         "template": {"spec": {"containers": [{"name": "dagster", "image": "x", "resources": {}}]}},
@@ -155,7 +155,7 @@ def test_hand_edited_template_is_restored_and_foreign_labels_kept(kube_cluster: 
     core.patch_namespaced_pod_template("prod-transform", NAMESPACE, edit)
     desired = {t["metadata"]["name"]: t for t in desired_templates(stored_body()["spec"], platform())}
     assert not in_sync(desired["prod-transform"], templates(core, "prod")["prod-transform"])
-    outcome = reconcile(core, stored_body())
+    outcome = reconcile(api, stored_body())
     assert outcome.patched == ["prod-transform"]
     live = templates(core, "prod")
     assert live["prod-transform"]["metadata"]["labels"]["team"] == "data"
@@ -164,21 +164,21 @@ def test_hand_edited_template_is_restored_and_foreign_labels_kept(kube_cluster: 
 
 
 def test_deleted_template_is_recreated(kube_cluster: EmulatedCluster) -> None:
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     core.delete_namespaced_pod_template("prod-default", NAMESPACE)
-    assert reconcile(core, stored_body()).created == ["prod-default"]
+    assert reconcile(api, stored_body()).created == ["prod-default"]
     assert_matches_renderer(templates(core, "prod"), stored_body())
 
 
 def test_create_that_finds_the_object_already_there_patches_it(kube_cluster: EmulatedCluster) -> None:
     """A stale list (or another replica) loses the race to create: 409 AlreadyExists, then patch."""
-    core = core_api(kube_cluster)
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
     stale = expected_templates(stored_body())["prod-transform"]
     stale["template"]["spec"]["containers"][0]["env"] = []
     stale["metadata"]["labels"]["floe.dev/platform"] = "someone-else"  # invisible to our label filter
     core.create_namespaced_pod_template(NAMESPACE, stale)
-    outcome = reconcile(core, stored_body())
+    outcome = reconcile(api, stored_body())
     assert outcome.patched == ["prod-transform"]
     assert_matches_renderer(templates(core, "prod"), stored_body())
 
@@ -212,13 +212,13 @@ def test_invalid_spec_and_transient_errors_keep_the_last_good_profiles() -> None
 
 def test_stale_cache_still_converges_without_duplicates(kube_cluster: EmulatedCluster) -> None:
     """The operator passes a watch-fed cache; one that lags behind the API must not break anything."""
-    core = core_api(kube_cluster)
-    reconcile(core, stored_body())
+    core, api = core_api(kube_cluster), operator_api(kube_cluster)
+    reconcile(api, stored_body())
     gone = templates(core, "prod")["prod-ingest"]
     core.delete_namespaced_pod_template("prod-ingest", NAMESPACE)
     smaller = stored_body()
     del smaller["spec"]["infrastructure"]["resource_profiles"]["ingest"]
-    outcome = reconcile(core, smaller, known=[gone])  # cache: only the deleted one; API: the other two
+    outcome = reconcile(api, smaller, known=[gone])  # cache: only the deleted one; API: the other two
     assert (outcome.created, outcome.deleted) == ([], ["prod-ingest"])
     assert_matches_renderer(templates(core, "prod"), smaller)
 

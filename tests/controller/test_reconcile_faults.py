@@ -11,18 +11,17 @@ shows every request made. No kopf runtime: kopf's event poster is replaced by a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kopf
-import kubernetes  # type: ignore[import-untyped]
 import pytest
 
 from floe_platform.config import parse_platform
 from floe_platform.controller import handlers
 from floe_platform.controller.client import TransientApiError, reconcile
+from floe_platform.controller.kubeapi import KubeClient
 from floe_platform.render import render_pod_templates
 from testkit.controlplane import ControlPlane, KubeApi
 from testkit.faultproxy import FaultProxy
@@ -41,7 +40,7 @@ class Reconciling:
     admin: KubeApi
     ns: str
     proxy: FaultProxy
-    core: Any  # kubernetes.client.CoreV1Api through the proxy, as the operator's ServiceAccount
+    core: KubeClient  # the operator's own client, through the proxy, as the operator's ServiceAccount
     body: Json  # the FloePlatform "prod" as kube-apiserver stored it
 
     def templates(self) -> dict[str, Json]:
@@ -71,13 +70,12 @@ def reconciling(
     control_plane_namespace: str,
     fault_proxy: FaultProxy,
     tmp_path: Path,
-) -> Iterator[Reconciling]:
+) -> Reconciling:
     ns, admin = control_plane_namespace, control_plane.admin_api()
     apply_operator_rbac(control_plane, ns)
     body = admin.create(FP.format(ns=ns), production_cr("prod", ns))
     kubeconfig = fault_proxy.service_account_kubeconfig(ns, OPERATOR_SA, tmp_path / "operator.kubeconfig")
-    with kubernetes.config.new_client_from_config(str(kubeconfig)) as client:
-        yield Reconciling(admin, ns, fault_proxy, kubernetes.client.CoreV1Api(client), body)
+    return Reconciling(admin, ns, fault_proxy, KubeClient.from_kubeconfig(kubeconfig), body)
 
 
 def test_server_errors_and_conflicts_are_transient_and_a_retry_converges(reconciling: Reconciling) -> None:

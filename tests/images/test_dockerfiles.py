@@ -25,7 +25,7 @@ DOCKERFILES = {
 }
 # What each image exists to run, at the lock's versions.
 REQUIRED_PACKAGES = {
-    "operator": {"kopf", "kubernetes", "pydantic", "click", "pyyaml"},
+    "operator": {"kopf", "urllib3", "pydantic", "click", "pyyaml"},
     "dagster": {
         "dagster",
         "dagster-webserver",

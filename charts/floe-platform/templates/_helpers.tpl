@@ -346,7 +346,7 @@ FloePlatforms and their status, the children it owns, and Events.
 */}}
 {{- /*
 What the operator's calls need (tests/chart/test_chart_rbac_derived.py records them): watch and list
-FloePlatforms, patch them (finalizer, kopf's progress annotations) and their status; list, watch, create,
+FloePlatforms, patch them (to remove an earlier version's finalizer) and their status; list, watch, create,
 patch and delete their children (PodTemplates, and the LimitRange and ResourceQuota of namespace_limits),
 and read one back when a create finds it already there; post Events.
 */}}

@@ -1,6 +1,7 @@
 """The floe operator: FloePlatform resources in, one PodTemplate per resource profile out.
 
-``reconcile`` holds the logic as plain functions over a kubernetes client (tests call it without kopf),
-``status`` builds the status block, ``handlers`` is the thin kopf shell and ``main`` starts it. Import
-this package only where kopf and the kubernetes client are installed (the ``operator`` extra).
+``client.reconcile`` holds the logic as plain functions over the operator's own API client
+(``kubeapi``; tests call it without kopf), ``status`` builds the status block, ``handlers`` is the thin
+kopf shell and ``main`` starts it. Import ``handlers`` and ``main`` only where kopf is installed (the
+``operator`` extra).
 """

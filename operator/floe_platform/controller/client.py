@@ -1,4 +1,4 @@
-"""The API half of reconciling a FloePlatform: carry out ``controller.plan`` with the kubernetes client.
+"""The API half of reconciling a FloePlatform: carry out ``controller.plan`` with the operator's client.
 
 The children are PodTemplates, LimitRanges and ResourceQuotas, written the same way. Every write is
 idempotent, so a retry, a restart or two overlapping runs converge on the same state: create falls back to
@@ -9,14 +9,13 @@ added by hand disappear), and delete ignores "not found". API errors are sorted 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import kubernetes  # type: ignore[import-untyped]
 import urllib3
 
+from floe_platform.controller.kubeapi import ApiStatusError, KubeClient
 from floe_platform.controller.plan import (
     GUARDRAIL_KINDS,
     Outcome,
@@ -49,7 +48,7 @@ class PermanentApiError(ApiError):
 
 
 def reconcile(
-    core: kubernetes.client.CoreV1Api,
+    core: KubeClient,
     body: Mapping[str, Any],
     known: Iterable[Mapping[str, Any]] | None = None,
     known_guardrails: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
@@ -112,8 +111,9 @@ def apply_template(client: ChildClient, desired: dict[str, Any], live: Mapping[s
     return "patched"
 
 
-# The CoreV1Api method suffix of each kind the operator writes.
-_METHODS = {"PodTemplate": "pod_template", "LimitRange": "limit_range", "ResourceQuota": "resource_quota"}
+# The resource (plural) of each kind the operator writes, all in the core group.
+_PLURALS = {"PodTemplate": "podtemplates", "LimitRange": "limitranges", "ResourceQuota": "resourcequotas"}
+JSON_PATCH = "application/json-patch+json"
 
 
 class ChildClient:
@@ -121,33 +121,28 @@ class ChildClient:
 
     def __init__(
         self,
-        core: kubernetes.client.CoreV1Api,
+        api: KubeClient,
         namespace: str,
         kind: str,
         timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
-        self._core = core
+        self._api = api
         self._namespace = namespace
         self._kind = kind
         self._timeout = timeout
+        self._collection = f"/api/v1/namespaces/{namespace}/{_PLURALS[kind]}"
 
     def describe(self, name: str) -> str:
         """How the outcome names a child: a PodTemplate by its name, others as ``Kind/name``."""
         return name if self._kind == "PodTemplate" else f"{self._kind}/{name}"
 
-    def _call(self, verb: str) -> Any:
-        return getattr(self._core, f"{verb}_namespaced_{_METHODS[self._kind]}")
-
     def list_labelled(self, platform_name: str) -> list[dict[str, Any]]:
         selector = f"{PLATFORM_LABEL}={platform_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
         with _sorted_errors(f"list {self._kind}s in {self._namespace}"):
-            response = self._call("list")(
-                self._namespace,
-                label_selector=selector,
-                _request_timeout=self._timeout,
-                _preload_content=False,  # plain JSON: no model round trip, nothing dropped
+            listed = self._api.request_json(
+                "GET", self._collection, query={"labelSelector": selector}, timeout=self._timeout
             )
-        items: list[dict[str, Any]] = _json(response).get("items") or []
+        items: list[dict[str, Any]] = listed.get("items") or []
         return items
 
     def create_or_get(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -155,38 +150,29 @@ class ChildClient:
         name = body["metadata"]["name"]
         try:
             with _sorted_errors(f"create {self._kind} {self._namespace}/{name}"):
-                # The answer is not read: plain bytes instead of the client's models, which would cost
-                # the operator CPU and memory for every child it writes.
-                _drain(
-                    self._call("create")(
-                        self._namespace, body, _request_timeout=self._timeout, _preload_content=False
-                    )
-                )
+                # The answer is not parsed: nothing in it is needed, and parsing costs CPU per child.
+                self._api.request("POST", self._collection, body=body, timeout=self._timeout)
             return None
         except TransientApiError as error:
-            if (
-                not isinstance(error.__cause__, kubernetes.client.ApiException)
-                or error.__cause__.status != 409
-            ):
+            if not isinstance(error.__cause__, ApiStatusError) or error.__cause__.status != 409:
                 raise
         with _sorted_errors(f"read {self._kind} {self._namespace}/{name}"):
-            response = self._call("read")(
-                name, self._namespace, _request_timeout=self._timeout, _preload_content=False
-            )
-        return _json(response)
+            return self._api.request_json("GET", f"{self._collection}/{name}", timeout=self._timeout)
 
     def patch(self, name: str, operations: list[dict[str, Any]]) -> None:
         with _sorted_errors(f"patch {self._kind} {self._namespace}/{name}"):
-            _drain(
-                self._call("patch")(
-                    name, self._namespace, operations, _request_timeout=self._timeout, _preload_content=False
-                )
+            self._api.request(
+                "PATCH",
+                f"{self._collection}/{name}",
+                body=operations,
+                content_type=JSON_PATCH,
+                timeout=self._timeout,
             )
 
     def delete(self, name: str) -> None:
         try:
             with _sorted_errors(f"delete {self._kind} {self._namespace}/{name}"):
-                self._call("delete")(name, self._namespace, _request_timeout=self._timeout)
+                self._api.request("DELETE", f"{self._collection}/{name}", timeout=self._timeout)
         except PermanentApiError as error:
             if _status_of(error) != 404:  # already gone is what we wanted
                 raise
@@ -197,8 +183,8 @@ def _sorted_errors(call: str) -> Iterator[None]:
     """Turn client exceptions into ``TransientApiError`` or ``PermanentApiError`` naming the call."""
     try:
         yield
-    except kubernetes.client.ApiException as error:
-        status = int(error.status or 0)
+    except ApiStatusError as error:
+        status = error.status
         message = f"{call}: HTTP {status} {error.reason or ''}".rstrip()
         if status in TRANSIENT_STATUSES or status >= 500:
             raise TransientApiError(message) from error
@@ -207,16 +193,6 @@ def _sorted_errors(call: str) -> Iterator[None]:
         raise TransientApiError(f"{call}: {type(error).__name__}: {error}") from error
 
 
-def _drain(response: Any) -> None:
-    """Read an unparsed answer to its end, which hands the connection back to the pool."""
-    response.data  # noqa: B018 (reading it is the point)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(response.data)
-    return data
-
-
 def _status_of(error: ApiError) -> int | None:
     cause = error.__cause__
-    return int(cause.status or 0) if isinstance(cause, kubernetes.client.ApiException) else None
+    return cause.status if isinstance(cause, ApiStatusError) else None

@@ -7,9 +7,15 @@ import logging
 import os
 import sys
 
-import kopf
+from floe_platform.controller.kubeapi import credentials_problem, keep_out_unused_clients, load_credentials
 
-from floe_platform.controller.handlers import OperatorOptions, credentials_problem, register
+keep_out_unused_clients()  # before kopf: the operator talks to the API through its own small client
+
+import kopf  # noqa: E402
+
+from floe_platform.controller.handlers import OperatorOptions, register  # noqa: E402
+
+__all__ = ["NoCredentialsError", "OperatorOptions", "run_operator"]
 
 
 class NoCredentialsError(RuntimeError):
@@ -26,7 +32,7 @@ def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> 
         raise NoCredentialsError(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    register(registry, options)
+    register(registry, options, load_credentials())
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     kopf.run(
         registry=registry,

@@ -1,9 +1,10 @@
 """Delete a release's FloePlatforms and wait until they are gone: the chart's ``pre-delete`` hook.
 
-``helm uninstall`` deletes the operator together with everything else. A FloePlatform still there at that
-point keeps the operator's finalizer for ever (Terminating, and its namespace with it). The hook runs first,
-while the operator still runs: it deletes the release's FloePlatforms and returns once the operator has
-handled each deletion (its finalizer removed, the object gone), or fails after a timeout naming those left.
+``helm uninstall`` deletes the operator together with everything else. The hook runs first, while the
+operator still runs: it deletes the release's FloePlatforms and returns once each is gone (their
+PodTemplates follow through the garbage collector), or fails after a timeout naming those left. The
+operator puts no finalizer on FloePlatforms; one that an earlier version marked is released by the
+running operator, which is why the hook waits.
 
 API calls, as the hook's ServiceAccount: list and delete FloePlatforms in one namespace (the chart's Role
 grants exactly these).
@@ -13,11 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import kubernetes  # type: ignore[import-untyped]
 
 from floe_platform.api import GROUP, PLURAL, VERSION
+from floe_platform.controller.kubeapi import ApiStatusError, KubeClient, load_credentials
 
 POLL_SECONDS = 1.0
 
@@ -30,10 +29,14 @@ class PlatformsLeftError(UninstallError):
     """FloePlatforms still there after the timeout."""
 
 
-def platform_names(api: Any, namespace: str, selector: str) -> list[str]:
+def _collection(namespace: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+
+
+def platform_names(api: KubeClient, namespace: str, selector: str) -> list[str]:
     try:
-        listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector)
-    except kubernetes.client.ApiException as error:
+        listed = api.request_json("GET", _collection(namespace), query={"labelSelector": selector})
+    except ApiStatusError as error:
         raise UninstallError(
             f"cannot list FloePlatforms in {namespace}: {error.status} {error.reason}"
         ) from None
@@ -41,7 +44,7 @@ def platform_names(api: Any, namespace: str, selector: str) -> list[str]:
 
 
 def delete_platforms(
-    api: Any,
+    api: KubeClient,
     namespace: str,
     selector: str,
     timeout_seconds: float,
@@ -55,8 +58,8 @@ def delete_platforms(
     names = platform_names(api, namespace, selector)
     for name in names:
         try:
-            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except kubernetes.client.ApiException as error:
+            api.request("DELETE", f"{_collection(namespace)}/{name}")
+        except ApiStatusError as error:
             if error.status != 404:  # 404: deleted meanwhile, which is what we wanted
                 raise UninstallError(
                     f"cannot delete FloePlatform {namespace}/{name}: {error.status} {error.reason}"
@@ -68,7 +71,7 @@ def delete_platforms(
         if time.monotonic() > deadline:
             raise PlatformsLeftError(
                 f"FloePlatforms still present in {namespace} after {timeout_seconds:g} s: {', '.join(left)}; "
-                "the operator removes its finalizer from each: check that it runs "
+                "a finalizer holds them (the operator removes an earlier version's): check that it runs "
                 f"(kubectl -n {namespace} get fp,pods), then run helm uninstall again"
             )
         time.sleep(POLL_SECONDS)
@@ -81,10 +84,6 @@ def delete_platforms(
     return names
 
 
-def custom_objects_api() -> Any:
-    """CustomObjectsApi from the in-cluster ServiceAccount, else from KUBECONFIG."""
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.CustomObjectsApi()
+def platforms_api() -> KubeClient:
+    """A client from the in-cluster ServiceAccount, else from KUBECONFIG."""
+    return KubeClient(load_credentials())
