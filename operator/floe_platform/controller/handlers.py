@@ -85,7 +85,11 @@ def register(registry: kopf.OperatorRegistry, options: OperatorOptions, credenti
     kopf.on.create(*resource, registry=registry)(on_change)
     kopf.on.update(*resource, field="spec", registry=registry)(on_change)
     for plural in ("podtemplates", *_PLURALS.values()):
-        kopf.on.event("v1", plural, registry=registry, labels=managed)(on_child_event)
+        # Creations are our own writes (or a copy that reconcile leaves alone): filtered out in the event
+        # loop, without a trip to the thread pool for each of the thousands of them.
+        kopf.on.event("v1", plural, registry=registry, labels=managed, when=changed_or_deleted)(
+            on_child_event
+        )
 
     @kopf.on.startup(registry=registry)
     async def start_resync(memo: kopf.Memo, **indexes: Any) -> None:
@@ -187,6 +191,10 @@ def on_change(
     sync(memo["core"], body, patch, logger, known=(known, guardrails), retry=retry, always_warn=True)
 
 
+def changed_or_deleted(*, type: str | None, **_: Any) -> bool:
+    return type in ("MODIFIED", "DELETED")
+
+
 def on_child_event(
     *,
     type: str | None,
@@ -199,10 +207,8 @@ def on_child_event(
     """A child of ours was edited or deleted (by hand, or by our own write): reconcile its FloePlatform.
 
     The indexes already hold this event, so a child in sync costs a comparison and no request; one that
-    drifted is put back at once. Creations are our own writes (or a copy that reconcile leaves alone).
+    drifted is put back at once.
     """
-    if type not in ("MODIFIED", "DELETED"):
-        return
     platform = kw[PLATFORM_INDEX].get((namespace, labels.get(PLATFORM_LABEL)))
     for body in platform or []:
         resync_platform(memo["core"], kopf.Body(body), kw, logger)
