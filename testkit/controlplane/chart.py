@@ -17,6 +17,7 @@ from testkit.controlplane.cluster import (
     wait_for_service_account,
     write_service_account_kubeconfig,
 )
+from testkit.controlplane.kubeapi import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "floe-platform"
@@ -62,9 +63,20 @@ def chart_objects(namespace: str, kinds: tuple[str, ...], name: str | None = Non
 
 
 def install_crd(plane: ControlPlane) -> None:
-    """The chart's CRD, applied and Established."""
+    """The chart's CRD, applied and Established.
+
+    Polled through the API rather than with `kubectl wait --for=condition=...`, which fails at once
+    ("accessor error") when it reads the CRD before the server has written any condition."""
     kubectl(plane, "apply", "-f", "-", stdin=chart_objects("default", ("CustomResourceDefinition",)))
-    kubectl(plane, "wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    api = plane.admin_api()
+
+    def established() -> bool | None:
+        crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        done = any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+        return True if done else None
+
+    wait_for(f"the CRD {CRD_NAME} to be Established", established, 60)
 
 
 def operator_namespace(plane: ControlPlane, namespace: str, kubeconfig: Path) -> Path:
