@@ -1,5 +1,10 @@
 """Benchmark P4 in a real run pod: DuckDB's out-of-core query finishes under a 1Gi cgroup limit that the
-kernel enforces, thanks to the DUCKDB_* env the renderer derives; without those settings it is OOM-killed.
+kernel enforces, with the DUCKDB_* env the renderer derives; and what DuckDB's own defaults do there.
+
+In a real pod DuckDB 1.5 reads the cgroup's memory limit and takes 80% of it as its own ``memory_limit``
+(outside a cgroup it takes 80% of the host's memory, which is what benchmark P4's RSS watchdog stands in
+for). That leaves the run worker about 200 MiB besides DuckDB, so whether the kernel kills the defaults run
+comes down to a few MiB; the test accepts either outcome and checks each in full.
 
 Real: the kernel's memory cgroup (v1: the limit runc sets from the pod's limits, and the peak it records in
 ``memory.max_usage_in_bytes``, read inside the container), its OOM killer, the Go-built kubelet v1.37 on
@@ -104,55 +109,65 @@ def _query_in_pod(deployed: RealPodDeployment, data: P4Data, profile_settings: b
     return deployed.submit(deployed.probes.DUCKDB_QUERY_JOB, "p4", run_config)
 
 
-def test_p4_query_finishes_under_the_kernels_1gi_limit_with_the_profiles_duckdb_env(
+def _finished_pod(deployed: RealPodDeployment, run: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = deployed.pod_finished(run, QUERY_TIMEOUT_S)
+    return pod, pod["status"]["containerStatuses"][0]["state"]["terminated"]
+
+
+def _report(label: str, metadata: dict[str, Any]) -> str:
+    peak, rss = int(metadata["cgroup_peak_bytes"]), int(metadata["process_peak_rss_bytes"])
+    return (
+        f"{label}: DuckDB {metadata['settings']}, query {metadata['seconds']:.1f} s, run worker peak RSS "
+        f"{rss / MIB:.0f} MiB, cgroup peak {peak / MIB:.0f} MiB (page cache included) of {GIB / MIB:.0f} MiB"
+    )
+
+
+def test_p4_query_in_a_real_pod_with_the_profiles_duckdb_env_and_with_duckdbs_own_defaults(
     deployed: RealPodDeployment, p4_data: P4Data
 ) -> None:
-    """The query spills to the emptyDir and finishes inside the pod; its answer equals DuckDB's with defaults
-    on the host, with the settings the PodTemplate carries, under a cgroup limit of exactly 1Gi."""
+    """With the PodTemplate's DUCKDB_* env the query spills to the emptyDir and finishes inside the kernel's
+    1Gi limit, with the host's answer. Then the same query in the same profile with the variables dropped:
+    DuckDB sizes itself from the cgroup limit it reads (80% of it), which leaves the run worker almost no
+    room, so the run either finishes with a peak RSS above the profile's or is OOM-killed by the kernel and
+    fails with the launcher's sentence; which one it is depends on a few MiB, and the test says which."""
     started = time.monotonic()
     run = _query_in_pod(deployed, p4_data, profile_settings=True)
-    pod = deployed.pod_finished(run, QUERY_TIMEOUT_S)
-    status = pod["status"]["containerStatuses"][0]
-    assert pod["status"]["phase"] == "Succeeded", status
+    pod, terminated = _finished_pod(deployed, run)
+    assert (pod["status"]["phase"], terminated["exitCode"]) == ("Succeeded", 0), terminated
     assert deployed.finished(run).status == DagsterRunStatus.SUCCESS
     elapsed = time.monotonic() - started
-    metadata = deployed.materialization(run)
+    profile = deployed.materialization(run)
     env = deployed.template_env("p4")
-    assert metadata["settings"] == {
+    assert profile["settings"] == {
         "memory_limit": f"{parse_duckdb_size(env[MEMORY_LIMIT]) / MIB:.1f} MiB",
         "threads": env["DUCKDB_THREADS"],
         "temp_directory": env["DUCKDB_TEMP_DIRECTORY"],
     }
-    assert metadata["checksum"] == p4_data.host_answer["checksum"]
-    assert metadata["rows"] == p4_data.rows
-    assert int(metadata["memory_limit_bytes"]) == GIB
-    peak, rss = int(metadata["cgroup_peak_bytes"]), int(metadata["process_peak_rss_bytes"])
-    print(
-        f"\n[realnode] P4 in a pod: query {metadata['seconds']:.1f} s (launch to success {elapsed:.0f} s); "
-        f"cgroup peak {peak / MIB:.0f} MiB (page cache included), run worker peak RSS {rss / MIB:.0f} MiB, "
-        f"limit {GIB / MIB:.0f} MiB; host with defaults {p4_data.host_answer['seconds']:.1f} s"
-    )
-    assert rss <= peak <= GIB
+    assert (profile["checksum"], profile["rows"]) == (p4_data.host_answer["checksum"], p4_data.rows)
+    assert int(profile["memory_limit_bytes"]) == GIB
+    rss = int(profile["process_peak_rss_bytes"])
+    assert rss <= int(profile["cgroup_peak_bytes"]) <= GIB
+    print(f"\n[realnode] P4 {_report('with the profile', profile)}; launch to success {elapsed:.0f} s")
+    print(f"[realnode] P4 on the host with DuckDB's defaults, no limit: {p4_data.host_answer}")
 
-
-def test_p4_query_without_the_profiles_duckdb_settings_is_oom_killed_by_the_kernel(
-    deployed: RealPodDeployment, p4_data: P4Data
-) -> None:
-    """The same query in the same pod with the DUCKDB_* variables dropped: DuckDB sizes itself on its own
-    and the kernel's OOM killer ends the container, which the launcher reports in its sentence."""
-    started = time.monotonic()
     run = _query_in_pod(deployed, p4_data, profile_settings=False)
-    pod = deployed.pod_finished(run, QUERY_TIMEOUT_S)
-    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert pod["status"]["phase"] == "Failed"
-    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
-    assert any("querying" in line for line in deployed.log_lines(run)), "the query never started in the pod"
-    failed = deployed.fail_dead_worker(run)
-    assert failed.status == DagsterRunStatus.FAILURE
-    assert failed.tags[OOM_TAG] == "true"
-    sentence = (
-        f"Run worker pod {pod['metadata']['name']} was OOMKilled: it used more than the memory limit 1Gi of "
-        "resource profile 'p4'"
-    )
-    assert any(sentence in message for message in deployed.messages(failed)), deployed.messages(failed)
-    print(f"\n[realnode] P4 without DuckDB settings: launch to OOM kill {time.monotonic() - started:.0f} s")
+    pod, terminated = _finished_pod(deployed, run)
+    if pod["status"]["phase"] == "Failed":
+        assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+        assert any("querying" in line for line in deployed.log_lines(run)), "the query never started"
+        failed = deployed.fail_dead_worker(run)
+        assert (failed.status, failed.tags[OOM_TAG]) == (DagsterRunStatus.FAILURE, "true")
+        sentence = (
+            f"Run worker pod {pod['metadata']['name']} was OOMKilled: it used more than the memory limit 1Gi "
+            "of resource profile 'p4'"
+        )
+        assert any(sentence in message for message in deployed.messages(failed)), deployed.messages(failed)
+        print("[realnode] P4 with DuckDB's defaults in the pod: OOM-killed by the kernel")
+        return
+    assert (pod["status"]["phase"], terminated["exitCode"]) == ("Succeeded", 0), terminated
+    defaults = deployed.materialization(run)
+    cgroup_share = f"{0.8 * GIB / MIB:.1f} MiB"  # DuckDB's default: 80% of the memory it finds
+    assert defaults["settings"]["memory_limit"] == cgroup_share, "DuckDB did not read the cgroup's limit"
+    assert defaults["checksum"] == p4_data.host_answer["checksum"]
+    assert int(defaults["process_peak_rss_bytes"]) > rss
+    print(f"[realnode] P4 {_report('with DuckDB defaults', defaults)}; finished, not OOM-killed")
