@@ -101,9 +101,10 @@ def deployed(
 def _query_in_pod(deployed: RealPodDeployment, data: P4Data, profile_settings: bool) -> Any:
     """Put the data and P4's worker in the instance directory the pod mounts, and run the query job."""
     database = deployed.shared_dir / "p4.duckdb"
-    os.link(data.database, database)
     worker = deployed.shared_dir / "duckdb_worker.py"
-    shutil.copy(duckdb_worker.__file__, worker)
+    if not database.exists():
+        os.link(data.database, database)
+        shutil.copy(duckdb_worker.__file__, worker)
     config = {"worker": str(worker), "database": str(database), "profile_settings": profile_settings}
     run_config = {"ops": {"e2e__duckdb_query": {"config": config}}}
     return deployed.submit(deployed.probes.DUCKDB_QUERY_JOB, "p4", run_config)
