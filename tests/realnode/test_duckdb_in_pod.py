@@ -14,7 +14,8 @@ the chart's dagster ServiceAccount launches it with ProfileK8sRunLauncher; DuckD
 running P4's own query (bench/duckdb_worker.py, mounted with the instance directory) in the run worker's
 process, where a run's DuckDB resource runs. The data (P4's shape: 3.2x DUCKDB_MEMORY_LIMIT) is generated
 on the host by the same worker, and the host also runs the query with DuckDB's defaults for the answer to
-compare.
+compare; both are kept beside the image store for the next run, keyed by the worker's code, the data's
+shape and DuckDB's version.
 
 Not real: the instance is sqlite in a host directory the run pod mounts (hostPath), where the chart uses
 PostgreSQL; run monitoring is called once, as its daemon would.
@@ -22,6 +23,7 @@ PostgreSQL; run monitoring is called once, as its daemon would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
@@ -44,6 +47,7 @@ from floe_platform.render.duckdb_env import MEMORY_LIMIT
 from floe_platform.usage.tags import OOM_TAG
 from testkit.controlplane import ControlPlane
 from testkit.realnode.deployment import RealPodDeployment, deploy
+from testkit.realnode.engine import Engine
 from testkit.realnode.node import RealNode
 
 pytestmark = pytest.mark.slow
@@ -77,18 +81,32 @@ def _worker(*arguments: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def _data_key(rows: int, keys: int) -> str:
+    """What the data and the reference answer depend on: the worker's code, the shape, DuckDB's version."""
+    digest = hashlib.sha256(Path(duckdb_worker.__file__).read_bytes())
+    digest.update(f"{rows}:{keys}:{duckdb.__version__}".encode())
+    return digest.hexdigest()[:16]
+
+
 @pytest.fixture(scope="module")
-def p4_data(tmp_path_factory: pytest.TempPathFactory) -> P4Data:
-    """P4's data set, and the answer of its query with DuckDB's defaults on the host (no limit)."""
+def p4_data(real_engine: Engine) -> P4Data:
+    """P4's data set, and the answer of its query with DuckDB's defaults on the host (no limit). Made once
+    per key (``_data_key``) and kept beside the image store, under its lock: generating it takes minutes."""
     _, env = profile_env()
     rows, keys = data_shape(parse_duckdb_size(env[MEMORY_LIMIT]))
-    database = tmp_path_factory.mktemp("p4") / "p4.duckdb"
-    no_duckdb_env = {name: value for name, value in os.environ.items() if not name.startswith("DUCKDB_")}
-    started = time.monotonic()
-    _worker("generate", str(database), f"--rows={rows}", f"--keys={keys}", env=no_duckdb_env)
-    answer = json.loads(_worker("query", str(database), env=no_duckdb_env).splitlines()[-1])
-    print(f"\n[realnode] P4 data ({rows:,} rows) and the host's answer in {time.monotonic() - started:.0f} s")
-    return P4Data(database, rows, keys, answer)
+    cache = real_engine.store / "p4-data" / _data_key(rows, keys)
+    answer_file = cache / "answer.json"  # written last, so it marks a complete set
+    if not answer_file.exists():
+        shutil.rmtree(cache.parent, ignore_errors=True)  # one data set at a time
+        cache.mkdir(parents=True)
+        no_duckdb_env = {name: value for name, value in os.environ.items() if not name.startswith("DUCKDB_")}
+        started = time.monotonic()
+        _worker("generate", str(cache / "p4.duckdb"), f"--rows={rows}", f"--keys={keys}", env=no_duckdb_env)
+        answer = _worker("query", str(cache / "p4.duckdb"), env=no_duckdb_env).splitlines()[-1]
+        answer_file.write_text(answer + "\n")
+        made_in = time.monotonic() - started
+        print(f"\n[realnode] P4 data ({rows:,} rows) and the host's answer made in {made_in:.0f} s")
+    return P4Data(cache / "p4.duckdb", rows, keys, json.loads(answer_file.read_text()))
 
 
 @pytest.fixture
@@ -104,7 +122,7 @@ def _query_in_pod(deployed: RealPodDeployment, data: P4Data, profile_settings: b
     database = deployed.shared_dir / "p4.duckdb"
     worker = deployed.shared_dir / "duckdb_worker.py"
     if not database.exists():
-        os.link(data.database, database)
+        os.link(data.database, database)  # the pod opens it read-only
         shutil.copy(duckdb_worker.__file__, worker)
     config = {"worker": str(worker), "database": str(database), "profile_settings": profile_settings}
     run_config = {"ops": {"e2e__duckdb_query": {"config": config}}}
