@@ -1,9 +1,10 @@
 """Real pods: a kubelet node on Debian's containerd and runc joins the session's real control plane.
 
-These tests run under ``make e2e-smoke`` and ``make e2e``, which set FLOE_REAL_PODS=1: the first run on a
-machine installs Debian packages and builds every image (many minutes), so ``make test`` leaves them out
-and says so. Where real pods are asked for but the machine cannot run containers at all (not root, or no
-cgroup memory controller), they are skipped with that reason; nothing else is a reason to skip.
+These tests run under ``make e2e`` (all of them) and ``make e2e-smoke`` (test_run_pods.py), which set
+FLOE_REAL_PODS=1: the first run on a machine installs Debian packages and builds every image (many
+minutes), so ``make test`` leaves them out and says so. Where real pods are asked for but the machine
+cannot run containers at all (not root, or no cgroup memory controller), they are skipped with that
+reason; nothing else is a reason to skip.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not ours:
         return
     if os.environ.get("FLOE_REAL_PODS") != "1":
-        reason = "real pods run under `make e2e-smoke` or `make e2e` (packages and image builds take minutes)"
+        reason = "real pods run under `make e2e` (packages and image builds take minutes)"
     else:
         reason = engine_module.unavailable_reason() or ""
     for item in ours:

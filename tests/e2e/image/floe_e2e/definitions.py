@@ -5,9 +5,9 @@ import importlib
 from dagster import Definitions
 
 from floe_e2e import probes
-from floe_e2e.probes import MEMORY_HOG_JOB, REPORT_LIMITS_JOB
+from floe_e2e.probes import DUCKDB_QUERY_JOB, MEMORY_HOG_JOB, REPORT_LIMITS_JOB
 
-__all__ = ["MEMORY_HOG_JOB", "REPORT_LIMITS_JOB", "defs"]
+__all__ = ["DUCKDB_QUERY_JOB", "MEMORY_HOG_JOB", "REPORT_LIMITS_JOB", "defs"]
 
 
 def demo_definitions() -> Definitions:
