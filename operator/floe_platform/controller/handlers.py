@@ -235,7 +235,10 @@ async def resync_forever(memo: Any, indexes: Mapping[str, Any], interval: float)
         core = memo["core"]
         warn = functools.partial(post_warning, core)  # kopf's poster works only inside its handlers
         for platform in platforms:
-            await asyncio.to_thread(resync_platform, core, kopf.Body(platform), indexes, logger, warn)
+            try:
+                await asyncio.to_thread(resync_platform, core, kopf.Body(platform), indexes, logger, warn)
+            except Exception:  # one platform's surprise must not end the resync of all the others
+                logger.exception("Resync of %s failed", platform["metadata"].get("name"))
         logger.info("Resync: %d FloePlatform(s) checked", len(platforms))
 
 
