@@ -5,6 +5,8 @@ API errors are tested on the real kube-apiserver through the fault proxy (test_r
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
@@ -60,3 +62,28 @@ def test_invalid_spec_sets_status_and_posts_a_warning(
     assert "spec.infrastructure.resource_profiles.ingest.limits.cpu" in ready["message"]
     assert [reason for reason, _ in posted] == ["InvalidSpec"]
     assert core_api(kube_cluster).list_namespaced_pod_template("floe").items == []
+
+
+@pytest.mark.asyncio
+async def test_the_resync_loop_goes_on_past_a_platform_it_cannot_handle(
+    kube_cluster: EmulatedCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The resync loop over the FloePlatform index, with the real reconcile against the emulator: a
+    malformed entry (no uid) raises inside reconcile; the loop logs it and still reconciles the next one."""
+    good = dict(body(production_cr("prod")))
+    broken = production_cr("broken")
+    platforms = {("floe", "broken"): [json.dumps(broken)], ("floe", "prod"): [json.dumps(good)]}
+    empty: dict[Any, list[str]] = {}
+    indexes = {handlers.PLATFORM_INDEX: platforms, handlers.INDEX: empty}
+    indexes.update({index_id: empty for index_id in handlers.GUARDRAIL_INDEXES.values()})
+    memo = {"core": operator_api(kube_cluster)}
+    loop = asyncio.create_task(handlers.resync_forever(memo, indexes, interval=0.05))
+    try:
+        for _ in range(400):
+            if len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        loop.cancel()
+    assert len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 3
+    assert "Resync of broken failed" in caplog.text
