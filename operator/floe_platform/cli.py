@@ -157,14 +157,15 @@ def operator(
 )
 def delete_platforms_command(namespace: str, selector: str, timeout_seconds: float) -> None:
     """Delete the matching FloePlatforms and wait until they are gone (the chart's pre-delete hook)."""
-    from floe_platform.controller.kubeapi import credentials_problem
+    from floe_platform.controller.kubeapi import CredentialsError
     from floe_platform.controller.uninstall import UninstallError, delete_platforms, platforms_api
 
-    problem = credentials_problem("floe delete-platforms")
-    if problem is not None:
-        _fail([problem])
     try:
-        delete_platforms(platforms_api(), namespace, selector, timeout_seconds, report=click.echo)
+        api = platforms_api()
+    except CredentialsError as error:
+        _fail([str(error)])
+    try:
+        delete_platforms(api, namespace, selector, timeout_seconds, report=click.echo)
     except UninstallError as error:
         _fail([f"floe delete-platforms: {error}"])
 

@@ -209,7 +209,6 @@ def changed_or_deleted(*, type: str | None, **_: Any) -> bool:
 
 def on_child_event(
     *,
-    type: str | None,
     labels: Mapping[str, str],
     namespace: str | None,
     memo: Any,

@@ -150,20 +150,17 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
         raise CredentialsError(f"not in a cluster ({in_cluster}) and {error}") from None
 
 
-def credentials_problem(program: str = "floe operator") -> str | None:
-    """Why ``program`` cannot log in, in one line with the fix, or None when it can.
-
-    The operator checks it before kopf starts: kopf would retry its start every minute, printing a
-    traceback each time, while /healthz never comes up.
-    """
+def login(program: str = "floe operator") -> Credentials:
+    """``load_credentials``, once, for ``program``: its ``CredentialsError`` is one line that names what is
+    missing and the fix (the operator says it before kopf starts, which would otherwise retry its start
+    every minute with a traceback while /healthz never comes up)."""
     try:
-        load_credentials()
+        return load_credentials()
     except CredentialsError as error:
-        return (
+        raise CredentialsError(
             f"{program}: no Kubernetes credentials: {error}; set KUBECONFIG to a working kubeconfig "
             "(or create ~/.kube/config), or run it in a pod with a ServiceAccount"
-        )
-    return None
+        ) from None
 
 
 def in_cluster_credentials(directory: Path = SERVICE_ACCOUNT_DIR) -> Credentials:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from floe_platform.controller.kubeapi import credentials_problem, keep_out_unused_clients, load_credentials
+from floe_platform.controller.kubeapi import CredentialsError, keep_out_unused_clients, login
 
 keep_out_unused_clients()  # before kopf: the operator talks to the API through its own small client
 
@@ -27,12 +27,13 @@ def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> 
 
     Raises ``NoCredentialsError`` at once when there is nothing to log in with.
     """
-    problem = credentials_problem()
-    if problem is not None:
-        raise NoCredentialsError(problem)
+    try:
+        credentials = login()
+    except CredentialsError as error:
+        raise NoCredentialsError(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
-    register(registry, options, load_credentials())
+    register(registry, options, credentials)
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     kopf.run(
         registry=registry,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from floe_platform.api import GROUP, PLURAL, VERSION
-from floe_platform.controller.kubeapi import ApiStatusError, KubeClient, load_credentials
+from floe_platform.controller.kubeapi import ApiStatusError, KubeClient, login
 
 POLL_SECONDS = 1.0
 
@@ -85,5 +85,6 @@ def delete_platforms(
 
 
 def platforms_api() -> KubeClient:
-    """A client from the in-cluster ServiceAccount, else from KUBECONFIG."""
-    return KubeClient(load_credentials())
+    """A client from the in-cluster ServiceAccount, else from KUBECONFIG; ``CredentialsError`` when neither
+    works."""
+    return KubeClient(login("floe delete-platforms"))
