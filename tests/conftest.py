@@ -13,8 +13,9 @@ from testkit.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The real control plane (etcd, kube-apiserver, kcm, kube-scheduler, kwok): `control_plane` fixtures.
-pytest_plugins = ["testkit.controlplane.pytest_plugin"]
+# The real control plane (etcd, kube-apiserver, kcm, kube-scheduler, kwok): `control_plane` fixtures;
+# real pods on a kubelet node of it (`make e2e`): `real_engine`, `real_node`.
+pytest_plugins = ["testkit.controlplane.pytest_plugin", "testkit.realnode.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,12 @@ TARGETS = (
     Target("kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok"),
 )
 BINARIES = tuple(target.binary for target in TARGETS)
+# What the real node (testkit.realnode) adds to a cluster's network: Services through kube-proxy (the
+# control plane's release) and cluster DNS through CoreDNS. Built only when real pods are asked for.
+NODE_SERVICES = (
+    Target("kube", "k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"),
+    Target("coredns", ".", "coredns"),
+)
 # -s -w drops the symbol tables: the binaries are half the size and nobody debugs them here.
 BASE_LDFLAGS = "-s -w"
 # Bump when the way binaries are built changes, so old caches are not reused.
@@ -87,10 +93,10 @@ def kubernetes_version() -> str:
     return required_version("kube", "k8s.io/kubernetes")
 
 
-def cache_key(go: str) -> str:
+def cache_key(go: str, targets: tuple[Target, ...] = TARGETS) -> str:
     """Kubernetes version plus a hash of everything that decides the bytes of the binaries."""
     digest = hashlib.sha256()
-    for module in sorted({target.module for target in TARGETS}):
+    for module in sorted({target.module for target in targets}):
         for name in ("go.mod", "go.sum"):
             digest.update(f"{module}/{name}\n".encode())
             digest.update((GO_DIR / module / name).read_bytes())
@@ -98,13 +104,17 @@ def cache_key(go: str) -> str:
     return f"{kubernetes_version()}-{digest.hexdigest()[:16]}"
 
 
-def bin_dir(go: str | None = None) -> Path:
-    """Where the binaries for the current pins live (whether or not they are built yet)."""
-    return cache_root() / cache_key(go or go_binary()) / "bin"
+def bin_dir(go: str | None = None, targets: tuple[Target, ...] = TARGETS) -> Path:
+    """Where the binaries for the current pins live (whether or not they are built yet).
+
+    The control plane's are in ``<cache>/<key>/bin``; the node services' in ``<cache>/node/<key>/bin``.
+    """
+    root = cache_root() if targets == TARGETS else cache_root() / "node"
+    return root / cache_key(go or go_binary(), targets) / "bin"
 
 
-def is_built(directory: Path) -> bool:
-    return all((directory / binary).is_file() for binary in BINARIES)
+def is_built(directory: Path, targets: tuple[Target, ...] = TARGETS) -> bool:
+    return all((directory / target.binary).is_file() for target in targets)
 
 
 def module_time(go: str, module: str, path: str) -> str:
@@ -137,8 +147,8 @@ def kube_ldflags(go: str) -> str:
     return " ".join(flags)
 
 
-def build_module(go: str, module: str, out_dir: Path) -> None:
-    targets = [target for target in TARGETS if target.module == module]
+def build_module(go: str, module: str, out_dir: Path, targets: tuple[Target, ...] = TARGETS) -> None:
+    targets = tuple(target for target in targets if target.module == module)
     # One `go build` for the three kube binaries shares their compile work. A single package gets an
     # explicit file name: go would name etcd's main package "server" (its path ends in /server/v3).
     output = f"{out_dir}/" if len(targets) > 1 else str(out_dir / targets[0].binary)
@@ -161,23 +171,26 @@ def build_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_built() -> Path:
+def ensure_built(targets: tuple[Target, ...] = TARGETS) -> Path:
     """Build the binaries unless the cache already has them; return their directory."""
     go = go_binary()
-    target = bin_dir(go)
-    if is_built(target):
+    target = bin_dir(go, targets)
+    if is_built(target, targets):
         return target
     with build_lock(cache_root()):
-        if is_built(target):  # another process finished it while we waited for the lock
+        if is_built(target, targets):  # another process finished it while we waited for the lock
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         # Build into a scratch directory and rename, so an interrupted build never looks complete.
         scratch = Path(tempfile.mkdtemp(prefix="bin-", dir=target.parent))
         start = time.monotonic()
-        for module in dict.fromkeys(t.module for t in TARGETS):
-            build_module(go, module, scratch)
+        for module in dict.fromkeys(t.module for t in targets):
+            build_module(go, module, scratch, targets)
         scratch.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every clone
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
-        print(f"built the control plane in {time.monotonic() - start:.0f} s: {target}", file=sys.stderr)
+        print(
+            f"built {', '.join(t.binary for t in targets)} in {time.monotonic() - start:.0f} s: {target}",
+            file=sys.stderr,
+        )
     return target

@@ -172,7 +172,7 @@ CLIENT_IDENTITIES = {
 }
 
 
-def _write_pki(state_dir: Path) -> None:
+def _write_pki(state_dir: Path, pod_address: str | None) -> None:
     """The CA, kube-apiserver's serving certificate, one client certificate per identity, the SA key."""
     pki = state_dir / "pki"
     pki.mkdir(parents=True)
@@ -187,11 +187,13 @@ def _write_pki(state_dir: Path) -> None:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ip_addresses=("127.0.0.1", "10.0.0.1"),
+        ip_addresses=("127.0.0.1", "10.0.0.1", *([pod_address] if pod_address else [])),
     )
     write_service_account_keys(pki)
     for stem, (user, group) in CLIENT_IDENTITIES.items():
         ca.issue(pki / stem, user, organization=group)
+    # kube-apiserver's own identity towards kubelets (logs, exec, port-forward), as kubeadm names it.
+    ca.issue(pki / "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters")
 
 
 def _write_kubeconfigs(state_dir: Path, server: str) -> None:
@@ -223,16 +225,27 @@ def _etcd_argv(bin_dir: Path, state_dir: Path, ports: dict[str, int]) -> list[st
     ]
 
 
-def _apiserver_argv(bin_dir: Path, state_dir: Path, ports: dict[str, int]) -> list[str]:
+def _apiserver_argv(
+    bin_dir: Path, state_dir: Path, ports: dict[str, int], pod_address: str | None
+) -> list[str]:
     pki = state_dir / "pki"
+    # Pods reach kube-apiserver through the `kubernetes` Service, whose endpoint is the advertised address.
+    # Only a control plane with real pods (testkit.realnode) listens beyond the loopback interface.
+    listen = (
+        ["--bind-address=0.0.0.0", f"--advertise-address={pod_address}"]
+        if pod_address
+        else ["--bind-address=127.0.0.1"]
+    )
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-        "--bind-address=127.0.0.1",
+        *listen,
         f"--secure-port={ports['kube-apiserver']}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         "--authorization-mode=Node,RBAC",
         # The default admission plugins stay on (NamespaceLifecycle, LimitRanger, ServiceAccount,
         # PodSecurity, ResourceQuota, ...); NodeRestriction is added as kubeadm does.
@@ -416,8 +429,12 @@ def load(state_dir: Path) -> ControlPlane | None:
     return ControlPlane(state_dir, info["server"])
 
 
-def up(state_dir: Path, *, timeout: float = 120.0) -> ControlPlane:
-    """Start the control plane (or return the one already running there) and wait until usable."""
+def up(state_dir: Path, *, timeout: float = 120.0, pod_address: str | None = None) -> ControlPlane:
+    """Start the control plane (or return the one already running there) and wait until usable.
+
+    With ``pod_address`` (the host's address, for a real node's pods), kube-apiserver also listens there
+    and advertises it as the `kubernetes` Service's endpoint.
+    """
     state_dir = state_dir.resolve()
     running = load(state_dir)
     if running is not None:
@@ -429,19 +446,22 @@ def up(state_dir: Path, *, timeout: float = 120.0) -> ControlPlane:
     plane = ControlPlane(state_dir, f"https://127.0.0.1:{ports['kube-apiserver']}")
     state_dir.mkdir(parents=True)
     # First, so that `down` recognises the directory as one it may remove.
-    (state_dir / "cluster.json").write_text(json.dumps({"server": plane.server, "ports": ports}, indent=2))
+    info = {"server": plane.server, "ports": ports, "pod_address": pod_address}
+    (state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
     (state_dir / "logs").mkdir()
-    _write_pki(state_dir)
+    _write_pki(state_dir, pod_address)
     _write_kubeconfigs(state_dir, plane.server)
     try:
-        _start_all(plane, bin_dir, ports, timeout)
+        _start_all(plane, bin_dir, ports, timeout, pod_address)
     except BaseException:
         down(state_dir)
         raise
     return plane
 
 
-def _start_all(plane: ControlPlane, bin_dir: Path, ports: dict[str, int], timeout: float) -> None:
+def _start_all(
+    plane: ControlPlane, bin_dir: Path, ports: dict[str, int], timeout: float, pod_address: str | None
+) -> None:
     state_dir = plane.state_dir
     pids: dict[str, dict[str, Any]] = {}
 
@@ -458,7 +478,7 @@ def _start_all(plane: ControlPlane, bin_dir: Path, ports: dict[str, int], timeou
 
     start("etcd", _etcd_argv(bin_dir, state_dir, ports))
     wait_for("etcd /health", alive_then(lambda: _etcd_healthy(ports["etcd"])), timeout)
-    start("kube-apiserver", _apiserver_argv(bin_dir, state_dir, ports))
+    start("kube-apiserver", _apiserver_argv(bin_dir, state_dir, ports, pod_address))
     api = plane.admin_api()
     wait_for("kube-apiserver /readyz", alive_then(lambda: _readyz(api)), timeout)
     start("kube-controller-manager", _controller_manager_argv(bin_dir, state_dir, ports))

@@ -8,6 +8,7 @@ missing the tests that use it are skipped with the reason (the binaries are buil
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from testkit.controlplane import build, cluster
 from testkit.controlplane.cluster import ControlPlane
 from testkit.controlplane.kubeapi import ApiError
 from testkit.faultproxy import FaultProxy
+from testkit.ports import host_ip
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,13 +40,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A real control plane with two Ready kwok nodes, shared by the session."""
+    """A real control plane with two Ready kwok nodes, shared by the session.
+
+    Under ``make e2e`` (FLOE_REAL_PODS=1) kube-apiserver also listens on the host's address, which is the
+    `kubernetes` Service's endpoint: a real node's pods reach it there (``testkit.realnode``).
+    """
     try:
         build.go_binary()
     except build.GoMissingError as error:
         pytest.skip(f"no real control plane: {error}")
     state_dir = tmp_path_factory.mktemp("controlplane")
-    plane = cluster.up(state_dir)
+    pod_address = host_ip() if os.environ.get("FLOE_REAL_PODS") == "1" else None
+    plane = cluster.up(state_dir, pod_address=pod_address)
     try:
         yield plane
     finally:

@@ -41,6 +41,7 @@ DOCKER = "/usr/bin/docker"  # Debian's client: it builds with BuildKit without t
 PAUSE_IMAGE = "floe-platform/pause:local"
 STOP_ORDER = ("dockerd", "containerd")
 CNI_BRIDGE = "floe-cni0"
+POD_SUBNET = "10.89.0.0/24"  # the node's pods, on the CNI bridge
 
 
 class EngineUnavailableError(RuntimeError):
@@ -189,7 +190,7 @@ def store_lock(store: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def start(run_dir: Path, store: Path | None = None, subnet: str = "10.89.0.0/24") -> Engine:
+def start(run_dir: Path, store: Path | None = None, subnet: str = POD_SUBNET) -> Engine:
     """Start containerd, then dockerd on that containerd; wait until both answer."""
     store = store or store_dir()
     engine = Engine(run_dir, store)

@@ -29,13 +29,25 @@ from testkit.realnode.engine import DOCKER, PAUSE_IMAGE, Engine
 ROOT = Path(__file__).resolve().parents[2]
 PAUSE_SOURCE = Path(__file__).resolve().parent / "pause"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Debian suites and their Python: bookworm's 3.11 for the product images, trixie's 3.13 for LocalStack.
 BASE_SUITE = "bookworm"
-BASE_IMAGE = f"floe-platform/debian-python:{BASE_SUITE}"
+LOCALSTACK_SUITE = "trixie"
+
+
+def base_image(suite: str) -> str:
+    return f"floe-platform/debian-python:{suite}"
+
+
+BASE_IMAGE = base_image(BASE_SUITE)
 BASE_PACKAGES = ("python3", "python3-venv", "python3-pip")
 VERSION = "0.1.0"
 OPERATOR_IMAGE = f"floe-platform/operator:{VERSION}"
 USER_CODE_IMAGE = f"floe-platform/user-code:{VERSION}"
 E2E_IMAGE = f"floe-platform/user-code-e2e:{VERSION}"
+# The chart's built-in PostgreSQL and LocalStack, built the same way (tests/realnode/images).
+POSTGRESQL_IMAGE = "floe-platform/postgresql:15-local"
+LOCALSTACK_IMAGE = "floe-platform/localstack:local"
+SERVICE_IMAGES_DIR = ROOT / "tests/realnode/images"
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,20 @@ PRODUCT_BUILDS = (
         ROOT / "tests/e2e/image/Dockerfile",
         ROOT / "tests/e2e/image",
         (("USER_CODE_IMAGE", USER_CODE_IMAGE),),
+    ),
+)
+SERVICE_BUILDS = (
+    Build(
+        POSTGRESQL_IMAGE,
+        SERVICE_IMAGES_DIR / "postgresql/Dockerfile",
+        SERVICE_IMAGES_DIR / "postgresql",
+        (("BASE_IMAGE", BASE_IMAGE),),
+    ),
+    Build(
+        LOCALSTACK_IMAGE,
+        SERVICE_IMAGES_DIR / "localstack/Dockerfile",
+        ROOT,
+        (("BASE_IMAGE", base_image(LOCALSTACK_SUITE)),),
     ),
 )
 
@@ -86,21 +112,22 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def ensure_base(engine: Engine) -> str:
-    """The debootstrap'd Python base, imported into dockerd unless it is there already."""
-    if image_id(engine, BASE_IMAGE):
-        return BASE_IMAGE
+def ensure_base(engine: Engine, suite: str = BASE_SUITE) -> str:
+    """The debootstrap'd Python base of ``suite``, imported into dockerd unless it is there already."""
+    tag = base_image(suite)
+    if image_id(engine, tag):
+        return tag
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=engine.store) as scratch:
         rootfs = Path(scratch) / "rootfs"
         include = ",".join(BASE_PACKAGES)
-        _log(f"debootstrap {BASE_SUITE} with {include}")
+        _log(f"debootstrap {suite} with {include}")
         subprocess.run(
             [
                 "debootstrap",
                 "--variant=minbase",
                 f"--include={include}",
-                BASE_SUITE,
+                suite,
                 str(rootfs),
                 debian_mirror(),
             ],
@@ -112,19 +139,20 @@ def ensure_base(engine: Engine) -> str:
             ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
         )
         changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["python3"]']
-        argv = engine.docker("import", *(part for c in changes for part in ("--change", c)), "-", BASE_IMAGE)
+        argv = engine.docker("import", *(part for c in changes for part in ("--change", c)), "-", tag)
         subprocess.run(argv, stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
             raise RuntimeError(f"tar of {rootfs} failed")
-    _log(f"{BASE_IMAGE} made in {time.monotonic() - start:.0f} s")
-    return BASE_IMAGE
+    _log(f"{tag} made in {time.monotonic() - start:.0f} s")
+    return tag
 
 
 def _shape_like_python_image(rootfs: Path) -> None:
     """Where the Dockerfiles expect the interpreter, a pip allowed to install, no apt lists, no CA bundle."""
-    local_python = rootfs / "usr/local/bin/python3.11"
+    (interpreter,) = (rootfs / "usr/bin").glob("python3.[0-9]*[0-9]")  # the suite's one python3.X
+    local_python = rootfs / "usr/local/bin" / interpreter.name
     local_python.parent.mkdir(parents=True, exist_ok=True)
-    local_python.symlink_to("/usr/bin/python3.11")
+    local_python.symlink_to(f"/usr/bin/{interpreter.name}")
     for marker in (rootfs / "usr/lib").glob("python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
     for cache in ("var/lib/apt/lists", "var/cache/apt"):
@@ -190,9 +218,10 @@ def import_into_node(engine: Engine, tags: list[str]) -> None:
 
 
 def ensure_images(engine: Engine, builds: tuple[Build, ...] = PRODUCT_BUILDS) -> list[str]:
-    """Base, pause and ``builds``; then every one of them in the node. Docker's layer cache makes a
+    """Bases, pause and ``builds``; then every one of them in the node. Docker's layer cache makes a
     rebuild of unchanged sources a matter of seconds."""
-    ensure_base(engine)
+    for suite in dict.fromkeys(filter(None, map(_suite_of, builds))):
+        ensure_base(engine, suite)
     if image_id(engine, PAUSE_IMAGE) is None:
         build_pause(engine)
     for item in builds:
@@ -202,4 +231,19 @@ def ensure_images(engine: Engine, builds: tuple[Build, ...] = PRODUCT_BUILDS) ->
     return tags
 
 
-__all__ = ["DOCKER", "E2E_IMAGE", "OPERATOR_IMAGE", "USER_CODE_IMAGE", "ensure_images"]
+def _suite_of(item: Build) -> str | None:
+    """The debootstrap'd base a build starts from (none for one that starts from another of ours)."""
+    base = dict(item.build_args).get("BASE_IMAGE", "")
+    prefix = base_image("")
+    return base.removeprefix(prefix) if base.startswith(prefix) else None
+
+
+__all__ = [
+    "DOCKER",
+    "E2E_IMAGE",
+    "LOCALSTACK_IMAGE",
+    "OPERATOR_IMAGE",
+    "POSTGRESQL_IMAGE",
+    "USER_CODE_IMAGE",
+    "ensure_images",
+]

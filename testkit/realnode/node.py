@@ -16,16 +16,15 @@ What the machines need from it, and why each setting is there:
 - Image garbage collection and disk eviction are off: images are imported, not pulled, so a collected
   image could not come back.
 
-No kube-proxy and no cluster DNS: pods run with the CNI bridge's network, and what is tested here needs
-no Service. ``leave`` deletes the node's pods, waits for the kubelet to stop their containers, then stops
-the kubelet (by pid) and deletes the Node.
+Services and cluster DNS come from ``testkit.realnode.network`` (kube-proxy and CoreDNS on the host); the
+kubelet names the host's address as the pods' nameserver. ``leave`` deletes the node's pods, waits for
+the kubelet to stop their containers, then stops the kubelet (by pid) and deletes the Node.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from testkit.controlplane.cluster import (
 )
 from testkit.controlplane.kubeapi import ApiError, JsonObject, wait_for
 from testkit.controlplane.pki import CertificateAuthority
-from testkit.ports import free_port
+from testkit.ports import free_port, host_ip
 from testkit.realnode.engine import Engine, unmount_below
 
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -74,18 +73,11 @@ class RealNode:
         return {"nodeSelector": self.node_selector, "tolerations": [self.toleration]}
 
 
-def host_ip() -> str:
-    """The address of the host's default route: the kubelet rejects a loopback node IP, and kube-apiserver
-    reaches the kubelet (for logs) at the node's address. Nothing is sent (a UDP socket only routes)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address will do
-        address: str = probe.getsockname()[0]
-    return address
-
-
 def kubelet_config(
     run_dir: Path, engine: Engine, ca_file: Path, ports: dict[str, int], address: str
 ) -> JsonObject:
+    """The kubelet's configuration; pods get the host's address as their nameserver (CoreDNS listens
+    there once ``testkit.realnode.network`` has started)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -113,6 +105,7 @@ def kubelet_config(
         "podLogsDir": str(run_dir / "pod-logs"),
         "resolvConf": "/etc/resolv.conf",
         "clusterDomain": "cluster.local",
+        "clusterDNS": [address],
         "maxPods": 30,
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
