@@ -76,8 +76,8 @@ cluster-down: install ## Stop the control plane `make cluster` started and remov
 # Real pods without a registry: Debian's containerd, runc, CNI plugins and docker.io (installed when
 # missing; their daemons run in the background with their own directories and stop at the end), a kubelet
 # built with the control plane, and every image built here from a debootstrap'd base. See docs/e2e.md.
-e2e: install controlplane-bin ## End to end on real pods here (no registry): the smoke test, OOM escalation, P4 in a pod (root needed).
-	FLOE_REAL_PODS=1 pytest tests/realnode -s $(PYTEST_ARGS)
+e2e: install controlplane-bin ## End to end on real pods here (no registry): the chart's e2e suite, the smoke test, OOM escalation, P4 in a pod (root needed).
+	FLOE_REAL_PODS=1 pytest tests/realnode tests/e2e -s $(PYTEST_ARGS)
 
 e2e-smoke: install controlplane-bin ## Real-pod smoke test: one run pod on a profile, one kernel OOM kill (root needed).
 	FLOE_REAL_PODS=1 pytest tests/realnode/test_run_pods.py tests/realnode/test_pause.py -s $(PYTEST_ARGS)

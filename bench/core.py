@@ -144,11 +144,11 @@ def _verdict(result: Result) -> str:
     return f"**{result.status}**"
 
 
-def write_results(results: Sequence[Result], directory: Path) -> tuple[Path, Path]:
-    """Write latest.json and latest.md atomically (a half-written file would read as a result)."""
+def write_results(results: Sequence[Result], directory: Path, stem: str = "latest") -> tuple[Path, Path]:
+    """Write <stem>.json and <stem>.md atomically (a half-written file would read as a result)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (("latest.json", to_json(results)), ("latest.md", to_markdown(results))):
+    for name, text in ((f"{stem}.json", to_json(results)), (f"{stem}.md", to_markdown(results))):
         target = directory / name
         partial = directory / f"{name}.tmp"
         partial.write_text(text, encoding="utf-8")

@@ -49,7 +49,8 @@ class KubeApi:
         request = urllib.request.Request(self.server + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            kind = "application/merge-patch+json" if method == "PATCH" else "application/json"
+            request.add_header("Content-Type", kind)
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:
@@ -68,6 +69,10 @@ class KubeApi:
 
     def delete(self, path: str, body: JsonObject | None = None) -> JsonObject:
         return self.request("DELETE", path, body)
+
+    def patch(self, path: str, body: JsonObject) -> JsonObject:
+        """A JSON merge patch (lists are replaced whole)."""
+        return self.request("PATCH", path, body)
 
     def ensure(self, path: str, body: JsonObject) -> None:
         """Create unless it already exists (409), so set-up can run twice."""

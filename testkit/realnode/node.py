@@ -34,6 +34,7 @@ import yaml
 
 from testkit.controlplane import build
 from testkit.controlplane.cluster import (
+    NODE_NAMES,
     ControlPlane,
     _cert_credentials,
     _is_ours,
@@ -207,6 +208,17 @@ def join(plane: ControlPlane, engine: Engine, run_dir: Path, timeout: float = 12
         leave(plane, run_dir)
         raise
     return node
+
+
+def make_sole_schedulable_node(plane: ControlPlane, node: RealNode) -> None:
+    """Cordon the control plane's kwok nodes and lift this node's taint: from now on a pod that names no
+    node lands here, as on a one-node cluster (the chart's own pods, its hooks and its test pod)."""
+    api = plane.admin_api()
+    for name in NODE_NAMES:
+        api.patch(f"/api/v1/nodes/{name}", {"spec": {"unschedulable": True}})
+    taints = api.get(f"/api/v1/nodes/{node.name}").get("spec", {}).get("taints", [])
+    kept = [taint for taint in taints if taint["key"] != TAINT["key"]]
+    api.patch(f"/api/v1/nodes/{node.name}", {"spec": {"taints": kept or None}})
 
 
 def leave(plane: ControlPlane | None, run_dir: Path, timeout: float = 60.0) -> None:

@@ -101,6 +101,10 @@ class Deployment:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "--output", "json"))
 
+    def helm(self, *args: str) -> str:
+        argv = ["helm", "--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace, *args]
+        return run(argv, timeout=1200).stdout
+
     def service_name(self, component: str) -> str:
         """The chart's Service for a component, found by its labels rather than a guessed name."""
         selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
@@ -188,7 +192,7 @@ def build_and_load_images() -> None:
         run(["kind", "load", "docker-image", image, "--name", CLUSTER])
 
 
-def install_chart(kubeconfig: Path) -> None:
+def install_chart(kubeconfig: Path, overlays: Sequence[Path] = ()) -> None:
     """helm waits for the Deployments and the post-install hook Job that creates the bucket."""
     run(
         [
@@ -204,6 +208,7 @@ def install_chart(kubeconfig: Path) -> None:
             "--create-namespace",
             "--values",
             str(VALUES_FILE),
+            *(argument for overlay in overlays for argument in ("--values", str(overlay))),
             "--wait",
             "--wait-for-jobs",
             "--timeout",

@@ -60,4 +60,7 @@ def missing_prerequisites(path: str | None = None) -> list[str]:
 
 
 def skip_reason(problems: list[str]) -> str:
-    return "kind e2e needs Docker and kind, then `make e2e-kind`: " + "; ".join(problems)
+    return (
+        "the e2e suite runs on real pods here with `make e2e` (root), or on kind with `make e2e-kind`, "
+        "which needs Docker and kind: " + "; ".join(problems)
+    )

@@ -1,8 +1,12 @@
-"""The whole chain on a real kind cluster: images, chart, operator, launcher, run pods, S3 compute logs.
+"""The whole chain on real pods: images, chart, operator, launcher, run pods, S3 compute logs, helm test,
+uninstall.
 
-Runs against real Kubernetes (kind), the real images built from ``images/``, the chart, the operator, the
-Dagster webserver/daemon/code server, PostgreSQL and LocalStack S3, through Dagster's GraphQL API and
-kubectl. Skipped, with the reason, where Docker or kind is missing (see ``conftest.py``).
+Runs against real Kubernetes with real pods: the real node of these machines (``make e2e``: the Go-built
+control plane, a kubelet on containerd and runc, kube-proxy and CoreDNS) or kind (``make e2e-kind``). The
+images are built from ``images/`` (and, on the real node, PostgreSQL and LocalStack from
+``tests/realnode/images``); the chart runs the operator, the Dagster webserver, daemon and code server,
+PostgreSQL and LocalStack S3; the suite drives them through Dagster's GraphQL API, kubectl and helm.
+Skipped, with the reason, where neither can run (see ``conftest.py``). The last test uninstalls the release.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from botocore.config import Config
 from dagster import DagsterRunStatus
 from dagster_api import run_messages, wait_for_run
 from dagster_graphql import DagsterGraphQLClient
-from deployment import PLATFORM_FILE, PLATFORM_NAME, Deployment
+from deployment import PLATFORM_FILE, PLATFORM_NAME, RELEASE, Deployment
 
 from floe_platform.config import PlatformConfig, load_platform
 from floe_platform.config.quantity import parse_quantity
 from floe_platform.render import CONTAINER_NAME, PROFILE_LABEL, render_pod_template, template_name
+from floe_platform.render.catalog_env import catalog_env
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +41,8 @@ PROFILE_TAG = "floe/resource-profile"
 RUN_TIMEOUT_S = 1200
 REPAIR_TIMEOUT_S = 60  # the operator promises 30 s; allow for a slow CI node
 QUANTITY_KEYS = {"cpu", "memory", "sizeLimit", "ephemeral-storage"}
+# What every namespace has, release or not.
+CLUSTER_DEFAULTS = {"ServiceAccount/default", "ConfigMap/kube-root-ca.crt"}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +109,11 @@ def differences(expected: Any, live: Any, path: str = "") -> list[str]:
 
 def template_drift(platform: Deployment, config: PlatformConfig, profile: str) -> list[str]:
     rendered = render_pod_template(
-        PLATFORM_NAME, profile, config.infrastructure.resource_profiles[profile], platform.namespace
+        PLATFORM_NAME,
+        profile,
+        config.infrastructure.resource_profiles[profile],
+        platform.namespace,
+        catalog_env(config),
     )
     live = platform.kubectl_json("get", "podtemplate", template_name(PLATFORM_NAME, profile))
     return differences(normalized(rendered), normalized(live))
@@ -164,13 +175,17 @@ def test_demo_job_succeeds_in_a_pod_with_the_profiles_resources_env_and_s3_logs(
 
     pod = run_pod(platform, run_id)
     rendered = render_pod_template(
-        PLATFORM_NAME, DEMO_PROFILE, config.infrastructure.resource_profiles[DEMO_PROFILE]
+        PLATFORM_NAME,
+        DEMO_PROFILE,
+        config.infrastructure.resource_profiles[DEMO_PROFILE],
+        platform_env=catalog_env(config),
     )
     expected = rendered["template"]["spec"]["containers"][0]
     container = run_container(pod)
     assert normalized(container["resources"]) == normalized(expected["resources"])
-    live_env = {item["name"]: item.get("value") for item in container["env"]}
-    assert {item["name"]: item["value"] for item in expected["env"]}.items() <= live_env.items()
+    # The profile's DUCKDB_* and the catalog's env (values, and Secret references for credentials).
+    live_env = {item["name"]: item for item in container["env"]}
+    assert [item for item in expected["env"] if live_env.get(item["name"]) != item] == []
     assert pod["metadata"]["labels"][PROFILE_LABEL] == DEMO_PROFILE
 
     logs = config.observability.compute_logs
@@ -182,6 +197,18 @@ def test_demo_job_succeeds_in_a_pod_with_the_profiles_resources_env_and_s3_logs(
         return [] if ours else [f"no compute-log object of run {run_id} among {len(keys)} keys"]
 
     assert eventually(missing_logs, 120) == []
+
+    # The run wrote its tables as Parquet files of the shared catalog, and its blob asset as a pickle,
+    # to the catalog's bucket on the built-in S3: nothing stayed in the pod.
+    catalog = config.catalog
+    keys = _keys(s3, catalog.bucket)
+    assert any(k.startswith(catalog.data_prefix) and k.endswith(".parquet") for k in keys), keys
+    assert any(k.startswith(catalog.blob_prefix) for k in keys), keys
+
+
+def _keys(s3: Any, bucket: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def test_run_past_its_profile_memory_is_oomkilled_and_says_so(
@@ -212,8 +239,9 @@ def test_hand_edited_podtemplate_is_reverted_by_the_operator(
 ) -> None:
     name = template_name(PLATFORM_NAME, "default")
     patch = [{"op": "replace", "path": "/template/spec/containers/0/resources/limits/memory", "value": "7Gi"}]
-    platform.kubectl("patch", "podtemplate", name, "--type=json", f"--patch={json.dumps(patch)}")
-    live = platform.kubectl_json("get", "podtemplate", name)
+    # The server's answer to the patch shows the edit took; the operator repairs it from the watch event
+    # at once, so a read after the patch may already see the repair.
+    live = platform.kubectl_json("patch", "podtemplate", name, "--type=json", f"--patch={json.dumps(patch)}")
     assert parse_quantity(
         live["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
     ) == Decimal(7 * 1024**3)
@@ -232,3 +260,24 @@ def test_deleted_podtemplate_is_recreated_by_the_operator(
         return template_drift(platform, config, OOM_PROFILE)
 
     assert eventually(not_back, REPAIR_TIMEOUT_S) == []
+
+
+def test_helm_test_launches_a_run_that_succeeds(platform: Deployment) -> None:
+    output = platform.helm("test", RELEASE, "--timeout", "15m")
+    assert "Phase:          Succeeded" in output or "Phase: Succeeded" in output, output
+
+
+def test_helm_uninstall_leaves_nothing_behind(platform: Deployment) -> None:
+    """Runs last: the FloePlatform and its PodTemplates, every workload and pod, every Secret and
+    ConfigMap of the release are gone once ``helm uninstall --wait`` returns (and its pods terminate)."""
+    platform.helm("uninstall", RELEASE, "--wait", "--timeout", "10m")
+
+    def leftovers() -> list[str]:
+        kinds = "floeplatforms,podtemplates,deployments,statefulsets,jobs,pods,services,configmaps,secrets"
+        kinds += ",serviceaccounts,roles,rolebindings,persistentvolumeclaims,networkpolicies"
+        kinds += ",poddisruptionbudgets,limitranges,resourcequotas"
+        items = platform.kubectl_json("get", kinds)["items"]
+        names = [f"{item['kind']}/{item['metadata']['name']}" for item in items]
+        return [name for name in names if name not in CLUSTER_DEFAULTS]
+
+    assert eventually(leftovers, 180) == []

@@ -41,6 +41,7 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from bench import duckdb_worker
+from bench.core import Check, Figure, Result, write_results
 from bench.p4_duckdb import PROFILE, data_shape, profile_env
 from floe_platform.config.quantity import parse_duckdb_size
 from floe_platform.render.duckdb_env import MEMORY_LIMIT
@@ -183,6 +184,7 @@ def test_p4_query_in_a_real_pod_with_the_profiles_duckdb_env_and_with_duckdbs_ow
         )
         assert any(sentence in message for message in deployed.messages(failed)), deployed.messages(failed)
         print("[realnode] P4 with DuckDB's defaults in the pod: OOM-killed by the kernel")
+        _record(profile, None, elapsed)
         return
     assert (pod["status"]["phase"], terminated["exitCode"]) == ("Succeeded", 0), terminated
     defaults = deployed.materialization(run)
@@ -192,3 +194,34 @@ def test_p4_query_in_a_real_pod_with_the_profiles_duckdb_env_and_with_duckdbs_ow
     assert defaults["checksum"] == p4_data.host_answer["checksum"]
     assert int(defaults["process_peak_rss_bytes"]) > rss
     print(f"[realnode] P4 {_report('with DuckDB defaults', defaults)}; finished, not OOM-killed")
+    _record(profile, defaults, elapsed)
+
+
+def _record(profile: dict[str, Any], defaults: dict[str, Any] | None, elapsed: float) -> None:
+    """Both runs into bench/results/p4-real-pod.{json,md}, next to `make bench`'s host-side P4."""
+
+    def figures(label: str, metadata: dict[str, Any]) -> list[Figure]:
+        return [
+            Figure(f"{label}: query", float(metadata["seconds"]), "s"),
+            Figure(f"{label}: run worker peak RSS", int(metadata["process_peak_rss_bytes"]) / MIB, "MiB"),
+            Figure(f"{label}: cgroup peak", int(metadata["cgroup_peak_bytes"]) / MIB, "MiB"),
+        ]
+
+    rss = int(profile["process_peak_rss_bytes"])
+    outcome = (
+        "OOM-killed by the kernel"
+        if defaults is None
+        else f"finished, DuckDB took {defaults['settings']['memory_limit']} from the cgroup"
+    )
+    result = Result(
+        key="P4-pod",
+        title="DuckDB out-of-core query in a real 1Gi run pod (make e2e)",
+        target="with the profile's DUCKDB_* the query finishes under the kernel's 1Gi limit",
+        status="met" if rss <= GIB else "not met",
+        seconds=elapsed,
+        measured=figures("profile's env", profile),
+        baseline=[] if defaults is None else figures("DuckDB defaults", defaults),
+        checks=[Check("peak RSS <= 1024 MiB with the profile's env", f"{rss / MIB:.0f} MiB", rss <= GIB)],
+        notes=[f"Same query, same pod, DUCKDB_* dropped: {outcome}."],
+    )
+    write_results([result], Path(__file__).resolve().parents[2] / "bench/results", stem="p4-real-pod")
