@@ -256,6 +256,9 @@ EXPECTED_LAYER = {
         "kube-apiserver: strict field validation",
         'unknown field "spec.storage.lake.secret_access_key"',
     ),
+    # An escalation ladder spans profiles; only the operator's models check it, as `floe validate` does.
+    "13-escalate-to-cycle.yaml": ("floe operator", "the ladder small -> transform -> small is a cycle"),
+    "14-escalate-to-unknown.yaml": ("floe operator", "'huge' is not a profile (profiles: small, transform)"),
 }
 
 
