@@ -12,8 +12,8 @@ past ``activeDeadlineSeconds``), kube-scheduler, dagster 1.13 and dagster-k8s 0.
 instance; the launcher logs in with the admin kubeconfig (RBAC is not what this module is about). kwok
 plays the kubelet: nothing runs, a pod succeeds after ``floe.dev/test-run-duration``, or ends OOMKilled
 when annotated ``floe.dev/test-oomkill``. Real sockets for connection-level failures: a closed port
-(refused) and a listener that hangs up without answering. kmock's emulator only for answers a real server gives on no
-demand: an HTTP 500 or 403 on one request, and a connection dropped on one request.
+(refused) and a listener that hangs up without answering. kmock's emulator only for answers a real
+server gives on no demand: an HTTP 500 or 403 on one request, and a connection dropped on one request.
 """
 
 from __future__ import annotations
