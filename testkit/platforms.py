@@ -50,7 +50,7 @@ def acme_platform(**infrastructure: Any) -> dict[str, Any]:
 
 
 def production_cr(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-    """`floe cr` of the production example: profiles default, transform and ingest."""
+    """`floe cr` of the production example: profiles default, transform, ingest and small."""
     return platform_resource(load_platform(PRODUCTION), name, namespace)
 
 

@@ -28,7 +28,7 @@ def test_validate_prints_a_one_line_summary_and_exits_0() -> None:
     result = floe("validate", LOCAL)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
-    assert "valid; 1 profile(s) (transform), compute logs s3" in result.stdout
+    assert "valid; 2 profile(s) (transform, small), compute logs s3" in result.stdout
 
 
 def test_render_writes_the_renderers_pod_templates_as_yaml() -> None:
@@ -36,7 +36,12 @@ def test_render_writes_the_renderers_pod_templates_as_yaml() -> None:
     assert result.returncode == 0, result.stderr
     documents = list(yaml.safe_load_all(result.stdout))
     assert documents == render_pod_templates(load_platform(PRODUCTION), "acme", "data")
-    assert [d["metadata"]["name"] for d in documents] == ["acme-default", "acme-transform", "acme-ingest"]
+    assert [d["metadata"]["name"] for d in documents] == [
+        "acme-default",
+        "acme-transform",
+        "acme-ingest",
+        "acme-small",
+    ]
 
 
 def test_render_one_profile_only() -> None:
@@ -48,7 +53,9 @@ def test_render_one_profile_only() -> None:
 def test_render_unknown_profile_lists_the_known_ones() -> None:
     result = floe("render", LOCAL, "--profile", "huge")
     assert result.returncode == 1
-    assert result.stderr.strip() == f"--profile: 'huge' is not a profile in {LOCAL} (profiles: transform)"
+    assert (
+        result.stderr.strip() == f"--profile: 'huge' is not a profile in {LOCAL} (profiles: transform, small)"
+    )
 
 
 def test_cr_wraps_the_file_and_round_trips_to_the_same_config() -> None:

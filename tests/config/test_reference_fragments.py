@@ -11,7 +11,8 @@ LOCAL = Path(__file__).resolve().parents[2] / "platform-config/platform/local/pl
 
 
 def test_reference_transform_profile_renders_requests_limits_env_and_temp_volume() -> None:
-    (template,) = render_pod_templates(load_platform(LOCAL))
+    templates = {t["metadata"]["name"]: t for t in render_pod_templates(load_platform(LOCAL))}
+    template = templates["floe-transform"]  # the reference fragment; `small` is the demo's light profile
     spec = template["template"]["spec"]
     (container,) = spec["containers"]
     assert container["name"] == "dagster"

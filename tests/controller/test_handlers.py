@@ -80,10 +80,10 @@ async def test_the_resync_loop_goes_on_past_a_platform_it_cannot_handle(
     loop = asyncio.create_task(handlers.resync_forever(memo, indexes, interval=0.05))
     try:
         for _ in range(400):
-            if len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 3:
+            if len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 4:
                 break
             await asyncio.sleep(0.05)
     finally:
         loop.cancel()
-    assert len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 3
+    assert len(core_api(kube_cluster).list_namespaced_pod_template("floe").items) == 4
     assert "Resync of broken failed" in caplog.text

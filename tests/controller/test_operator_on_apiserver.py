@@ -114,7 +114,7 @@ def test_floe_cr_piped_to_kubectl_apply_gets_the_rendered_podtemplates_as_the_se
         for t in render_pod_templates(config, platform_name="prod", namespace=setup.ns)
     }
     live = {t["metadata"]["name"]: t for t in setup.templates()}
-    assert sorted(live) == sorted(rendered) == ["prod-default", "prod-ingest", "prod-transform"]
+    assert sorted(live) == sorted(rendered) == ["prod-default", "prod-ingest", "prod-small", "prod-transform"]
     uid = setup.fp("prod")["metadata"]["uid"]
     for name, template in rendered.items():
         stored = live[name]
@@ -128,7 +128,7 @@ def test_floe_cr_piped_to_kubectl_apply_gets_the_rendered_podtemplates_as_the_se
     container = live["prod-transform"]["template"]["spec"]["containers"][0]
     assert container["terminationMessagePolicy"] == "File"  # a server default the renderer does not write
     status = setup.fp("prod")["status"]
-    assert status["profileNames"] == "default,ingest,transform"
+    assert status["profileNames"] == "default,ingest,small,transform"
     assert status["observedGeneration"] == 1
 
     # The printer columns, as kubectl prints them.
@@ -136,7 +136,7 @@ def test_floe_cr_piped_to_kubectl_apply_gets_the_rendered_podtemplates_as_the_se
     print(f"\n$ kubectl get fp\n{table}")
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "PROFILES", "READY", "REASON", "AGE"]
-    assert row.split()[:4] == ["prod", "default,ingest,transform", "True", "Reconciled"]
+    assert row.split()[:4] == ["prod", "default,ingest,small,transform", "True", "Reconciled"]
 
     # A resync of an unchanged platform writes nothing, though the stored text differs from the rendered.
     before = {name: t["metadata"]["resourceVersion"] for name, t in live.items()}
@@ -256,6 +256,9 @@ EXPECTED_LAYER = {
         "kube-apiserver: strict field validation",
         'unknown field "spec.storage.lake.secret_access_key"',
     ),
+    # An escalation ladder spans profiles; only the operator's models check it, as `floe validate` does.
+    "13-escalate-to-cycle.yaml": ("floe operator", "the ladder small -> transform -> small is a cycle"),
+    "14-escalate-to-unknown.yaml": ("floe operator", "'huge' is not a profile (profiles: small, transform)"),
 }
 
 
@@ -358,7 +361,7 @@ def test_deleting_a_floeplatform_needs_no_operator_the_garbage_collector_removes
     kubectl(setup.plane, "apply", "-f", "-", stdin=floe_cr("doomed", setup.ns))
     setup.wait_ready("doomed", 60)
     assert not setup.fp("doomed")["metadata"].get("finalizers")
-    assert len(setup.templates()) == 3
+    assert len(setup.templates()) == 4
     setup.operator.kill()
     try:
         kubectl(setup.plane, "delete", "fp", "doomed", "-n", setup.ns, "--wait=true", "--timeout=30s")

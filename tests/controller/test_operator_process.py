@@ -94,11 +94,12 @@ def test_applied_cr_gets_exactly_the_rendered_podtemplates(cluster: EmulatedClus
     for template in templates(core_api(cluster), "apply").values():
         validate_object(template)
     stored = get_cr(cluster, "apply")
-    assert stored["status"]["profileNames"] == "default,transform,ingest"
+    assert stored["status"]["profileNames"] == "default,transform,ingest,small"
     assert [p["template"] for p in stored["status"]["profiles"]] == [
         "apply-default",
         "apply-transform",
         "apply-ingest",
+        "apply-small",
     ]
     jsonschema.validate(stored, cr_schema(floe_platform_crd()))
 
@@ -125,8 +126,12 @@ def test_removed_profile_deletes_its_template(cluster: EmulatedCluster) -> None:
     patch_spec(cluster, "remove", {"infrastructure": {"resource_profiles": {"ingest": None}}})
     del resource["spec"]["infrastructure"]["resource_profiles"]["ingest"]
     eventually(lambda: matches_renderer(cluster, resource, "remove"), what="ingest template deleted")
-    assert sorted(templates(core_api(cluster), "remove")) == ["remove-default", "remove-transform"]
-    assert eventually(lambda: ready(cluster, "remove", 2))["profileNames"] == "default,transform"
+    assert sorted(templates(core_api(cluster), "remove")) == [
+        "remove-default",
+        "remove-small",
+        "remove-transform",
+    ]
+    assert eventually(lambda: ready(cluster, "remove", 2))["profileNames"] == "default,transform,small"
 
 
 @pytest.mark.usefixtures("running_operator")

@@ -72,7 +72,7 @@ def versions(live: dict[str, dict[str, Any]]) -> dict[str, str]:
 def test_first_reconcile_creates_exactly_the_rendered_templates(kube_cluster: EmulatedCluster) -> None:
     core, api = core_api(kube_cluster), operator_api(kube_cluster)
     outcome = reconcile(api, stored_body())
-    assert sorted(outcome.created) == ["prod-default", "prod-ingest", "prod-transform"]
+    assert sorted(outcome.created) == ["prod-default", "prod-ingest", "prod-small", "prod-transform"]
     assert_matches_renderer(templates(core, "prod"), stored_body())
 
 
@@ -109,7 +109,7 @@ def test_removed_profile_deletes_its_podtemplate_but_not_a_hand_applied_one(
     del smaller["spec"]["infrastructure"]["resource_profiles"]["ingest"]
     outcome = reconcile(api, smaller)
     assert outcome.deleted == ["prod-ingest"]
-    assert sorted(templates(core, "prod")) == ["prod-default", "prod-manual", "prod-transform"]
+    assert sorted(templates(core, "prod")) == ["prod-default", "prod-manual", "prod-small", "prod-transform"]
 
 
 def test_removed_escalate_to_takes_its_annotation_off_the_template(kube_cluster: EmulatedCluster) -> None:

@@ -29,6 +29,7 @@ import kubernetes
 import pytest
 import yaml
 from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
@@ -182,9 +183,12 @@ class Deployment:
 
 
 @contextmanager
-def deployment(plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[Deployment]:
+def deployment(
+    plane: ControlPlane, namespace: str, tmp_path: Path, *, run_retries: bool = True
+) -> Iterator[Deployment]:
     """As admin: the restricted label, the chart's dagster RBAC, the operator's PodTemplates. Then the
-    chart's instance settings with the ServiceAccount's token, and an in-process code location."""
+    chart's instance settings with the ServiceAccount's token, and an in-process code location;
+    ``run_retries=False`` turns the chart's run_retries off, as a dagster.yaml without them has it."""
     admin = plane.admin_api()
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         kubernetes.client.CoreV1Api(client).patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
@@ -202,7 +206,7 @@ def deployment(plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[
     overrides = {
         "run_launcher": launcher,
         "run_monitoring": dagster_yaml["run_monitoring"],
-        "run_retries": dagster_yaml["run_retries"],
+        "run_retries": dagster_yaml["run_retries"] if run_retries else {"enabled": False},
         # The chart's QueuedRunCoordinator needs the queue daemon; the launch that follows is the same.
         "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
     }
@@ -360,3 +364,63 @@ def test_a_job_the_api_server_refuses_is_named_with_its_profile(deployed: Deploy
         in (messages)
     )
     assert not [m for m in messages if "run worker job created" in m]
+
+
+def test_with_run_retries_off_an_oom_kill_on_a_profile_that_escalates_says_it_is_not_retried(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """dagster.yaml without run_retries: the OOM-killed run on 'small' is marked, gets no retry budget, and
+    its failure names the rung it would have climbed to and the two ways there."""
+    with deployment(control_plane, control_plane_namespace, tmp_path, run_retries=False) as deployed:
+        assert not deployed.instance.run_retries_enabled
+        run = deployed.submit({}, OOM)
+        failed = deployed.run_until_the_worker_dies(run)
+        killed = _oom_sentence_start(deployed, run)
+        assert failed.tags[OOM_TAG] == "true"
+        assert MAX_RETRIES_TAG not in failed.tags  # no budget granted: nothing would use it
+        expected = (
+            f"{killed} 2Gi of resource profile 'small', which escalates to 'transform', but run_retries is "
+            "not enabled in dagster.yaml, so it is not retried; enable run_retries, or run it on "
+            f"'transform' with the run tag {PROFILE_TAG}."
+        )
+        assert any(expected in message for message in deployed.messages(failed)), deployed.messages(failed)
+        deployed.retry_daemon_tick()
+        assert deployed.retry_of(failed) is None
+        assert len(deployed.instance.get_runs()) == 1
+
+
+def test_a_hand_reexecution_escalates_with_the_parents_profile_tag_and_not_with_another(
+    deployed: Deployment,
+) -> None:
+    """Two re-executions of one OOM-killed run on 'small', made by hand as the UI's re-execute does
+    (``create_reexecuted_run`` with the parent's tags): the one that keeps the parent's profile tag climbs
+    to 'transform'; the one whose tag names 'large' runs on 'large', with no escalation event or ladder."""
+    failed = deployed.run_until_the_worker_dies(deployed.submit({}, OOM))
+    assert failed.tags[OOM_TAG] == "true"
+    context = deployed.workspace.create_request_context()
+    location = context.get_code_location(LOCATION)
+    remote_job = location.get_repository("__repository__").get_full_job("ladder_job")
+
+    def reexecute(extra_tags: dict[str, str]) -> DagsterRun:
+        run = deployed.instance.create_reexecuted_run(
+            request_context=context,
+            parent_run=failed,
+            code_location=location,
+            remote_job=remote_job,
+            strategy=ReexecutionStrategy.ALL_STEPS,
+            extra_tags=extra_tags,
+            use_parent_run_tags=True,
+        )
+        deployed.instance.submit_run(run.run_id, context)
+        return deployed.run(run.run_id)
+
+    kept, other = reexecute({}), reexecute({PROFILE_TAG: "large"})
+    assert kept.tags[PARENT_RUN_ID_TAG] == other.tags[PARENT_RUN_ID_TAG] == failed.run_id
+    assert (kept.tags[PROFILE_TAG], deployed.memory_limit_of_job(kept)) == ("transform", "12Gi")
+    assert (
+        f"Retrying on profile 'transform' (12Gi) after run {failed.run_id} was OOMKilled on 'small' (2Gi)"
+        in deployed.messages(kept)
+    )
+    assert (other.tags[PROFILE_TAG], deployed.memory_limit_of_job(other)) == ("large", "48Gi")
+    assert not [m for m in deployed.messages(other) if m.startswith("Retrying on profile")]
+    assert LADDER_TAG not in other.tags

@@ -9,6 +9,7 @@ launched on the real control plane in ``test_executor_on_apiserver.py``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,13 +19,19 @@ from dagster._core.code_pointer import FileCodePointer
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster_k8s import k8s_job_executor
 
-from floe_platform.config import load_platform_text
+from floe_platform.config import load_platform, load_platform_text
 from floe_platform.dagster.executor import profile_k8s_job_executor
 from floe_platform.dagster.launcher import STEP_EXECUTOR_NAME
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from testkit.emulator import EmulatedCluster, validate_object
 
+ROOT = Path(__file__).resolve().parents[2]
+# Every platform.yaml this repository ships: the examples (local is `make demo`'s) and the e2e suite's.
+SHIPPED_PLATFORMS = [
+    *sorted((ROOT / "platform-config" / "platform").glob("*/platform.yaml")),
+    ROOT / "tests" / "e2e" / "platform-e2e.yaml",
+]
 NAMESPACE = "floe"
 IMAGE = "floe-platform/user-code:0.1.0"
 PLATFORM = load_platform_text(
@@ -76,6 +83,27 @@ def test_the_demo_per_step_job_runs_python_on_small_and_dbt_on_transform() -> No
     assert job.executor_def is profile_k8s_job_executor
     profiles = {node.name: node.tags.get(PROFILE_TAG) for node in job.graph.nodes}
     assert profiles == {"small_step_duckdb_settings": "small", "dbt_models": "transform"}
+
+
+@pytest.mark.slow  # imports the demo's definitions (dbt manifest)
+@pytest.mark.parametrize("platform_file", SHIPPED_PLATFORMS, ids=lambda path: path.parent.name)
+def test_each_shipped_platform_defines_every_profile_the_demo_jobs_name(platform_file: Path) -> None:
+    """The profiles come from the demo's own op tags, so a job that names a new profile fails here until
+    every shipped platform has it (a step on a missing profile fails before its Job exists)."""
+    from floe_demo.project import ensure_manifest
+
+    ensure_manifest()
+    from floe_demo.definitions import defs as demo_defs
+
+    named = {
+        node.tags[PROFILE_TAG]
+        for job in demo_defs.resolve_all_job_defs()
+        for node in job.graph.nodes
+        if PROFILE_TAG in node.tags
+    }
+    assert {"small", "transform"} <= named  # the per_step_job's two profiles are among them
+    profiles = load_platform(platform_file).infrastructure.resource_profiles
+    assert named - profiles.keys() == set(), f"{platform_file.relative_to(ROOT)} lacks these profiles"
 
 
 @pytest.mark.slow

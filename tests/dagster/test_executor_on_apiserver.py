@@ -11,7 +11,9 @@ kwok pods do not execute, so the run worker's own code is run here, in the test 
 in a run pod: it loads the chart's run launcher with the run-worker token and launches each step's Job on
 the API server; no step process ever reports back. The step pods are told (annotation
 ``floe.dev/test-oomkill``) to end OOMKilled, so the executor's health check (every 20 s, dagster's
-default) fails each step with the launcher's OOM sentence and the run ends.
+default) fails each step with the launcher's OOM sentence and the run ends. The demo code location's
+``per_step_job`` runs the same way, on the platform ``make demo`` uses: its Python and dbt steps get their
+Jobs and pods, but neither runs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import dagster as dg
 import kubernetes
 import pytest
 import yaml
-from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.api import execute_run
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
@@ -95,10 +97,40 @@ def plain_job() -> None:
     light()
 
 
-def helm_template(namespace: str, tmp_path: Path, step_jobs: bool) -> list[dict[str, Any]]:
+def _limit_and_layer(memory: str, layer: str) -> str:
+    """A ``dagster-k8s/config`` that raises the memory limit and says which layer set FLOE_LAYER."""
+    container = {"resources": {"limits": {"memory": memory}}, "env": [{"name": "FLOE_LAYER", "value": layer}]}
+    return json.dumps({"container_config": container})
+
+
+@dg.op
+def unprofiled() -> None:
+    """No profile tag: its pod takes the run's profile (never executed)."""
+
+
+@dg.op(tags={PROFILE_TAG: "small", "dagster-k8s/config": _limit_and_layer("3Gi", "op-tag")})
+def op_tag_limit() -> None:
+    """On small, its op tag raises the memory limit to 3Gi (never executed)."""
+
+
+@dg.op(tags={PROFILE_TAG: "small", "dagster-k8s/config": _limit_and_layer("3Gi", "op-tag")})
+def per_step_limit() -> None:
+    """As op_tag_limit, and the executor's per_step_k8s_config raises it again, to 6Gi (never executed)."""
+
+
+@dg.job(executor_def=profile_k8s_job_executor)
+def layered_job() -> None:
+    unprofiled()
+    op_tag_limit()
+    per_step_limit()
+
+
+def helm_template(
+    namespace: str, tmp_path: Path, step_jobs: bool, platform: dict[str, Any]
+) -> list[dict[str, Any]]:
     helm = shutil.which("helm") or str(ROOT / ".tools" / "bin" / "helm")
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"platform": PLATFORM, "dagster": {"stepJobs": {"enabled": step_jobs}}}))
+    values.write_text(yaml.safe_dump({"platform": platform, "dagster": {"stepJobs": {"enabled": step_jobs}}}))
     output = subprocess.run(
         [
             helm,
@@ -124,6 +156,7 @@ class Platform:
     namespace: str
     instance: dg.DagsterInstance
     docs: list[dict[str, Any]]
+    name: str  # the platform's name: its PodTemplates are <name>-<profile>
 
     @property
     def admin(self) -> KubeApi:
@@ -133,10 +166,27 @@ class Platform:
         self, job: str, tags: dict[str, str] | None = None
     ) -> tuple[ReconstructableJob, DagsterRun]:
         recon = ReconstructableJob.for_file(__file__, job)
-        run = self.instance.create_run_for_job(
-            job_def=recon.get_definition(), job_code_origin=recon.get_python_origin(), tags=tags or {}
+        return recon, self.create_run_of(recon, tags=tags)
+
+    def create_run_of(
+        self,
+        recon: ReconstructableJob,
+        *,
+        tags: dict[str, str] | None = None,
+        run_config: dict[str, Any] | None = None,
+        code_location_context: dict[str, Any] | None = None,
+    ) -> DagsterRun:
+        """A run of ``recon``; ``code_location_context`` is the code location's container context."""
+        origin = recon.get_python_origin()
+        if code_location_context is not None:
+            repository = origin.repository_origin._replace(container_context=code_location_context)
+            origin = origin._replace(repository_origin=repository)
+        return self.instance.create_run_for_job(
+            job_def=recon.get_definition(),
+            job_code_origin=origin,
+            tags=tags or {},
+            run_config=run_config or {},
         )
-        return recon, run
 
     def step_jobs(self, run: DagsterRun) -> dict[str, dict[str, Any]]:
         """The run's step Jobs by op (label ``dagster/op``)."""
@@ -159,19 +209,24 @@ def _account(docs: list[dict[str, Any]], component: str) -> str:
 
 @contextmanager
 def set_up(
-    plane: ControlPlane, namespace: str, tmp_path: Path, *, step_jobs: bool, identity: str
+    plane: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    *,
+    step_jobs: bool,
+    identity: str,
+    platform: dict[str, Any] = PLATFORM,
 ) -> Iterator[Platform]:
-    """As admin: the restricted label, the chart's ServiceAccounts/Roles/RoleBindings and the PodTemplates;
-    then a Dagster instance with the chart's run launcher, logged in with ``identity``'s token."""
+    """As admin: the restricted label, the chart's ServiceAccounts/Roles/RoleBindings and ``platform``'s
+    PodTemplates; then a Dagster instance with the chart's run launcher, logged in with ``identity``'s
+    token."""
     admin = plane.admin_api()
     with kubernetes.config.new_client_from_config(str(plane.kubeconfig)) as client:
         kubernetes.client.CoreV1Api(client).patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
-    docs = helm_template(namespace, tmp_path, step_jobs)
+    docs = helm_template(namespace, tmp_path, step_jobs, platform)
     rbac = [doc for doc in docs if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    for doc in [
-        *rbac,
-        *render_pod_templates(load_platform_text(yaml.safe_dump(PLATFORM)), namespace=namespace),
-    ]:
+    config = load_platform_text(yaml.safe_dump(platform))
+    for doc in [*rbac, *render_pod_templates(config, namespace=namespace)]:
         admin.create(PATHS[doc["kind"]].format(ns=namespace), doc)
     instance_map = next(
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-instance")
@@ -186,7 +241,7 @@ def set_up(
         "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
     }
     with dg.instance_for_test(overrides=overrides) as instance:
-        yield Platform(plane, namespace, instance, docs)
+        yield Platform(plane, namespace, instance, docs, launcher["config"]["platform_name"])
 
 
 def _container(job: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +253,9 @@ def _env(container: dict[str, Any]) -> dict[str, str | None]:
 
 
 def _template_container(platform: Platform, profile: str) -> dict[str, Any]:
-    template = platform.admin.get(f"/api/v1/namespaces/{platform.namespace}/podtemplates/acme-{profile}")
+    template = platform.admin.get(
+        f"/api/v1/namespaces/{platform.namespace}/podtemplates/{platform.name}-{profile}"
+    )
     return next(c for c in template["template"]["spec"]["containers"] if c["name"] == "dagster")
 
 
@@ -337,3 +394,114 @@ def test_with_the_switch_on_only_step_executor_run_pods_get_the_run_worker_token
 
 def _container_of_pod(pod: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in pod["spec"]["containers"] if c["name"] == "dagster")
+
+
+def test_step_pods_take_the_four_layers_in_order_and_recompute_duckdb_for_changed_limits(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """Each layer sets what the one below it set, and the step Jobs kube-apiserver holds show who won:
+    executor config (1) < profile (2) < code location (3) < op tag, then per_step_k8s_config (4). A step with
+    no profile tag is shaped by the run's profile; a changed limit recomputes the derived DUCKDB_* only."""
+    executor = {
+        "step_k8s_config": {
+            "container_config": {
+                "resources": {"limits": {"memory": "1Gi"}},  # below every profile: loses to layer 2
+                "env": [
+                    {"name": "FLOE_LAYER", "value": "executor"},
+                    {"name": "FLOE_FROM_EXECUTOR", "value": "yes"},
+                ],
+            },
+            **json.loads(OOM_ON_KWOK),  # kwok ends every step pod OOMKilled, so the run ends
+        },
+        "per_step_k8s_config": {"per_step_limit": json.loads(_limit_and_layer("6Gi", "per-step"))},
+    }
+    code_location = {
+        "k8s": {
+            "run_k8s_config": {
+                "container_config": {
+                    "resources": {"limits": {"cpu": "3"}},
+                    "env": [{"name": "FLOE_LAYER", "value": "code-location"}],
+                }
+            }
+        }
+    }
+    with set_up(
+        control_plane, control_plane_namespace, tmp_path, step_jobs=True, identity="run-worker"
+    ) as platform:
+        run = platform.create_run_of(
+            ReconstructableJob.for_file(__file__, "layered_job"),
+            tags={PROFILE_TAG: "transform"},
+            run_config={"execution": {"config": executor}},
+            code_location_context=code_location,
+        )
+        execute_run(ReconstructableJob.for_file(__file__, "layered_job"), run, platform.instance)
+        jobs = platform.step_jobs(run)
+        assert sorted(jobs) == ["op_tag_limit", "per_step_limit", "unprofiled"]
+        containers = {op: _container(job) for op, job in jobs.items()}
+        envs = {op: _env(container) for op, container in containers.items()}
+        limits = {op: container["resources"]["limits"] for op, container in containers.items()}
+        profiles = {
+            op: job["spec"]["template"]["metadata"]["labels"]["floe.dev/profile"] for op, job in jobs.items()
+        }
+
+        assert profiles == {"unprofiled": "transform", "op_tag_limit": "small", "per_step_limit": "small"}
+        transform = _template_container(platform, "transform")
+        assert containers["unprofiled"]["resources"]["requests"] == transform["resources"]["requests"]
+        assert limits == {
+            "unprofiled": {"cpu": "3", "memory": "4Gi"},  # transform's memory, the code location's cpu
+            "op_tag_limit": {"cpu": "3", "memory": "3Gi"},
+            "per_step_limit": {"cpu": "3", "memory": "6Gi"},
+        }
+        assert {op: env["FLOE_LAYER"] for op, env in envs.items()} == {
+            "unprofiled": "code-location",
+            "op_tag_limit": "op-tag",
+            "per_step_limit": "per-step",
+        }
+        assert all(env["FLOE_FROM_EXECUTOR"] == "yes" for env in envs.values())  # layer 1 still reaches
+        duckdb = {op: (env["DUCKDB_MEMORY_LIMIT"], env["DUCKDB_THREADS"]) for op, env in envs.items()}
+        assert duckdb == {
+            "unprofiled": ("2730MiB", "2"),  # 2/3 of 4Gi; transform sets DUCKDB_THREADS itself: kept
+            "op_tag_limit": ("2048MiB", "3"),  # 2/3 of 3Gi; threads derived from the code location's cpu 3
+            "per_step_limit": ("4096MiB", "3"),  # 2/3 of 6Gi
+        }
+        assert _step_failures(platform.instance, run).keys() == jobs.keys()  # each ended by its OOM kill
+
+
+def test_the_demo_per_step_job_launches_its_python_step_on_small_and_dbt_on_transform(
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
+) -> None:
+    """The demo code location's ``per_step_job`` on the platform ``make demo`` uses (local/platform.yaml,
+    given to the chart as its ``platform``): the run worker creates one step Job per step, each shaped by
+    the PodTemplate of the profile its op tag names. kwok runs no container, so neither the Python step nor
+    dbt runs; each step pod is told through the executor's config to end OOMKilled, which ends the run."""
+    from floe_demo.project import ensure_manifest
+
+    ensure_manifest()  # importing the demo's definitions needs the dbt manifest, as in `make demo`
+    local = yaml.safe_load((ROOT / "platform-config" / "platform" / "local" / "platform.yaml").read_text())
+    recon = ReconstructableRepository.for_module("floe_demo.definitions", "defs").get_reconstructable_job(
+        "per_step_job"
+    )
+    with set_up(
+        control_plane,
+        control_plane_namespace,
+        tmp_path,
+        step_jobs=True,
+        identity="run-worker",
+        platform=local,
+    ) as platform:
+        run_config = {"execution": {"config": {"step_k8s_config": json.loads(OOM_ON_KWOK)}}}
+        run = platform.create_run_of(recon, run_config=run_config)
+        execute_run(recon, run, platform.instance)
+
+        jobs = platform.step_jobs(run)
+        expected_profiles = {"small_step_duckdb_settings": "small", "dbt_models": "transform"}
+        assert sorted(jobs) == sorted(expected_profiles)
+        for op, profile in expected_profiles.items():
+            pod = jobs[op]["spec"]["template"]
+            assert pod["metadata"]["labels"]["floe.dev/profile"] == profile
+            template = _template_container(platform, profile)
+            assert _container(jobs[op])["resources"] == template["resources"]
+            assert _env(_container(jobs[op])).items() >= _env(template).items()
+        failures = _step_failures(platform.instance, run)
+        assert "memory limit 2Gi of resource profile 'small'" in failures["small_step_duckdb_settings"]
+        assert "memory limit 12Gi of resource profile 'transform'" in failures["dbt_models"]

@@ -2,16 +2,18 @@
 ``ProfileK8sRunLauncher`` alike, where no profile is involved (no tag, no ``default_profile``).
 
 The behaviours are the ones dagster-k8s's own launcher tests pin (config from the instance, container
-context and ``run_k8s_config`` layering, run-tag config, the run worker's exit code, run health, debug
-info) plus terminate and API failures; the cases are written here.
+context and ``run_k8s_config`` layering, run-tag config including an image, the ``dagster/*`` labels, the
+``only_allow_user_defined_*`` allow-lists, the run worker's exit code, run health, resume after a run
+worker crash, debug info) plus terminate and API failures; the cases are written here.
 
 Real: etcd, kube-apiserver v1.37 (every Job is read back as the server stored it), kube-controller-manager
-(the Job controller creates pods, counts them, fails a Job past ``activeDeadlineSeconds``), kube-scheduler,
-dagster 1.13 and dagster-k8s 0.29 with a sqlite instance; the launcher logs in with the admin kubeconfig
-(RBAC is not what this module is about). kwok plays the kubelet: nothing runs, a pod succeeds after
-``floe.dev/test-run-duration``. Real sockets for connection-level failures: a closed port (refused) and a
-listener that hangs up without answering. kmock's emulator only for answers a real server gives on no
-demand: an HTTP 500 or 403 on one request, and a connection dropped on one request.
+(the Job controller creates pods, counts them, retries a failed pod up to ``backoffLimit``, fails a Job
+past ``activeDeadlineSeconds``), kube-scheduler, dagster 1.13 and dagster-k8s 0.29 with a sqlite
+instance; the launcher logs in with the admin kubeconfig (RBAC is not what this module is about). kwok
+plays the kubelet: nothing runs, a pod succeeds after ``floe.dev/test-run-duration``, or ends OOMKilled
+when annotated ``floe.dev/test-oomkill``. Real sockets for connection-level failures: a closed port
+(refused) and a listener that hangs up without answering. kmock's emulator only for answers a real
+server gives on no demand: an HTTP 500 or 403 on one request, and a connection dropped on one request.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from dagster._core.code_pointer import FileCodePointer
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._core.storage.tags import DOCKER_IMAGE_TAG
-from dagster._grpc.types import ExecuteRunArgs
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster_k8s.client import DagsterK8sAPIRetryLimitExceeded
 from dagster_k8s.job import get_job_name_from_run_id
 
@@ -84,8 +88,13 @@ class Deployment:
         return self.instance.run_launcher
 
     def create(
-        self, tags: dict[str, str] | None = None, container_context: dict[str, Any] | None = None
+        self,
+        tags: dict[str, str] | None = None,
+        container_context: dict[str, Any] | None = None,
+        location_name: str | None = None,
     ) -> DagsterRun:
+        """A run of ``drop_in_job``; with ``location_name``, loaded from that code location (as the
+        webserver's runs are), so the run has a remote origin."""
         origin = JobPythonOrigin(
             "drop_in_job",
             RepositoryPythonOrigin(
@@ -95,14 +104,28 @@ class Deployment:
                 container_context=container_context or {},
             ),
         )
+        remote_origin = None
+        if location_name is not None:
+            location = InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(executable_path=sys.executable, python_file=__file__, attribute="defs"),
+                container_image=IMAGE,
+                location_name=location_name,
+            )
+            remote_origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "drop_in_job")
         return self.instance.create_run_for_job(
-            job_def=defs.resolve_job_def("drop_in_job"), job_code_origin=origin, tags=tags or {}
+            job_def=defs.resolve_job_def("drop_in_job"),
+            job_code_origin=origin,
+            remote_job_origin=remote_origin,
+            tags=tags or {},
         )
 
     def launch(
-        self, tags: dict[str, str] | None = None, container_context: dict[str, Any] | None = None
+        self,
+        tags: dict[str, str] | None = None,
+        container_context: dict[str, Any] | None = None,
+        location_name: str | None = None,
     ) -> DagsterRun:
-        run = self.create(tags, container_context)
+        run = self.create(tags, container_context, location_name)
         self.instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
         return self.run(run.run_id)
 
@@ -334,6 +357,88 @@ def test_run_tag_config_sets_resources_scheduler_and_labels(deploy: Any) -> None
     assert (labels["from"], labels["from-tag"]) == ("launcher", "yes")
 
 
+@pytest.mark.slow
+def test_an_image_in_the_run_tag_replaces_the_code_locations_and_is_recorded_as_the_runs_image(
+    deploy: Any,
+) -> None:
+    deployment = deploy()
+    tag = {"container_config": {"image": "acme/other-image:2"}}
+    run = deployment.launch({"dagster-k8s/config": json.dumps(tag)})
+    assert _container(deployment.job(run))["image"] == "acme/other-image:2"
+    assert run.tags[DOCKER_IMAGE_TAG] == "acme/other-image:2"
+
+
+@pytest.mark.slow
+def test_the_job_and_its_pod_carry_dagsters_job_run_and_code_location_labels(deploy: Any) -> None:
+    """``dagster/job`` and ``dagster/run-id`` always; ``dagster/code-location`` for a run loaded from a code
+    location; ``dagster/deployment-name`` from DAGSTER_CLOUD_DEPLOYMENT_NAME in the container's env."""
+    deployment = deploy(
+        run_k8s_config={
+            "container_config": {"env": [{"name": "DAGSTER_CLOUD_DEPLOYMENT_NAME", "value": "prod"}]}
+        }
+    )
+    located = deployment.launch(location_name="analytics")
+    plain = deployment.launch()
+    for run, location in ((located, "analytics"), (plain, None)):
+        job = deployment.job(run)
+        for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+            assert labels["dagster/job"] == "drop_in_job"
+            assert labels["dagster/run-id"] == run.run_id
+            assert labels["dagster/deployment-name"] == "prod"
+            assert labels.get("dagster/code-location") == location
+
+
+@pytest.mark.slow
+def test_only_allow_user_defined_k8s_config_fields_refuses_a_run_outside_the_list(deploy: Any) -> None:
+    """The allow-list binds what users set (run tag, code location), not the launcher's own config: an
+    allowed field reaches the Job; a field outside the list fails the launch naming it, and no Job exists."""
+    allowed = {"container_config": {"resources": True}, "pod_template_spec_metadata": {"labels": True}}
+    deployment = deploy(
+        only_allow_user_defined_k8s_config_fields=allowed,
+        run_k8s_config={"container_config": {"working_dir": "/launcher"}},  # not user-defined: not bound
+    )
+    assert deployment.launcher.only_allow_user_defined_k8s_config_fields == allowed
+    resources = {"limits": {"cpu": "500m", "memory": "256Mi"}}
+    ok = {"container_config": {"resources": resources}, "pod_template_spec_metadata": {"labels": {"a": "b"}}}
+    job = deployment.job(deployment.launch({"dagster-k8s/config": json.dumps(ok)}))
+    assert _container(job)["resources"] == resources
+    assert _container(job)["workingDir"] == "/launcher"
+    assert job["spec"]["template"]["metadata"]["labels"]["a"] == "b"
+
+    outside = {"container_config": {"working_dir": "/user"}, "pod_spec_config": {"dns_policy": "Default"}}
+    refused = deployment.create({"dagster-k8s/config": json.dumps(outside)})
+    with pytest.raises(Exception, match="violated the allowed list") as raised:
+        deployment.instance.launch_run(refused.run_id, workspace=None)  # type: ignore[arg-type]
+    assert {"container_config.working_dir", "pod_spec_config.dns_policy"} <= set(
+        str(raised.value).rsplit(": ", 1)[1].split(", ")
+    )
+    assert deployment.job_gone(refused)
+    assert deployment.run(refused.run_id).status == DagsterRunStatus.FAILURE
+
+    in_code_location = {"k8s": {"run_k8s_config": {"pod_spec_config": {"dns_policy": "Default"}}}}
+    with pytest.raises(Exception, match=r"violated the allowed list: pod_spec_config\.dns_policy"):
+        deployment.launch(container_context=in_code_location)
+
+
+@pytest.mark.slow
+def test_only_allow_user_defined_env_vars_drops_the_others_set_by_users_and_keeps_the_launchers(
+    deploy: Any,
+) -> None:
+    deployment = deploy(only_allow_user_defined_env_vars=["ALLOWED"], env_vars=["FROM_LAUNCHER=kept"])
+    assert deployment.launcher.only_allow_user_defined_env_vars == ["ALLOWED"]
+    tag = {
+        "container_config": {
+            "env": [{"name": "ALLOWED", "value": "1"}, {"name": "BLOCKED_TAG", "value": "2"}]
+        }
+    }
+    container_context = {"k8s": {"env_vars": ["BLOCKED_LOCATION=3", "ALLOWED=4"]}}
+    job = deployment.job(deployment.launch({"dagster-k8s/config": json.dumps(tag)}, container_context))
+    env = _env(job)
+    assert env["FROM_LAUNCHER"]["value"] == "kept"
+    assert "ALLOWED" in env
+    assert not {"BLOCKED_TAG", "BLOCKED_LOCATION"} & set(env)
+
+
 # Run health, debug info, terminate ------------------------------------------------------------------------
 
 
@@ -370,6 +475,76 @@ def test_run_health_follows_the_job_the_job_controller_reports(deploy: Any) -> N
     deployment.job_status(failed, "failed")
     health = launcher.check_run_worker_health(failed)
     assert (health.status, health.msg) == (WorkerStatus.FAILED, "K8s job failed")
+
+
+@pytest.mark.slow
+def test_a_job_with_a_failed_pod_and_an_active_retry_pod_reads_running(deploy: Any) -> None:
+    """backoffLimit 1: kwok ends the first pod OOMKilled, kcm counts it failed and starts a second pod.
+    With failed=1 and active=1 the run's worker is RUNNING, not FAILED."""
+    deployment = deploy()
+    tag = {
+        "pod_template_spec_metadata": {
+            "annotations": {"floe.dev/test-oomkill": "true", "floe.dev/test-run-duration": "30s"}
+        },
+        "job_spec_config": {"backoff_limit": 1},
+    }
+    run = deployment.started(deployment.launch({"dagster-k8s/config": json.dumps(tag)}))
+    status = deployment.job_status(run, "failed", "active")
+    assert (status["failed"], status["active"]) == (1, 1)
+    health = deployment.launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.RUNNING, health.msg
+
+
+@pytest.mark.slow
+def test_resume_run_launches_a_numbered_job_that_health_and_terminate_then_follow(deploy: Any) -> None:
+    """Run-worker crash recovery, as run monitoring does it (``instance.resume_run``): the original Job is
+    gone, so health reads UNKNOWN; the resume creates ``dagster-run-<id>-1`` running ``api resume_run``;
+    health then follows that Job, and terminate deletes it."""
+    deployment = deploy()
+    long = {"pod_template_spec_metadata": {"annotations": {"floe.dev/test-run-duration": "120s"}}}
+    run = deployment.started(deployment.launch({"dagster-k8s/config": json.dumps(long)}))
+    first = get_job_name_from_run_id(run.run_id)
+    kubernetes.client.BatchV1Api(deployment.admin).delete_namespaced_job(
+        first, deployment.namespace, propagation_policy="Background"
+    )
+    wait_for("the first Job to be gone", lambda: deployment.job_gone(run), 60)
+    health = deployment.launcher.check_run_worker_health(run)
+    assert (health.status, health.msg) == (WorkerStatus.UNKNOWN, f"Job {first} could not be found")
+
+    deployment.instance.resume_run(run.run_id, workspace=None, attempt_number=1)  # type: ignore[arg-type]
+    assert deployment.instance.count_resume_run_attempts(run.run_id) == 1
+    resumed_name = get_job_name_from_run_id(run.run_id, resume_attempt_number=1)
+    resumed = kubernetes.client.BatchV1Api(deployment.admin).read_namespaced_job(
+        resumed_name, deployment.namespace
+    )
+    expected_args = ResumeRunArgs(
+        job_origin=run.job_code_origin, run_id=run.run_id, instance_ref=deployment.instance.get_ref()
+    ).get_command_args()
+    assert resumed.spec.template.spec.containers[0].args == expected_args
+    assert resumed.metadata.labels["dagster/run-id"] == run.run_id
+
+    def active() -> bool | None:
+        status = (
+            kubernetes.client.BatchV1Api(deployment.admin)
+            .read_namespaced_job_status(resumed_name, deployment.namespace)
+            .status
+        )
+        return True if status.active else None
+
+    wait_for("the resumed Job's pod to run", active, 60)
+    assert deployment.launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    assert deployment.launcher.terminate(run.run_id) is True
+
+    def resumed_gone() -> bool | None:
+        try:
+            kubernetes.client.BatchV1Api(deployment.admin).read_namespaced_job(
+                resumed_name, deployment.namespace
+            )
+        except kubernetes.client.ApiException as error:
+            return True if error.status == 404 else None
+        return None
+
+    wait_for("terminate to delete the resumed Job", resumed_gone, 60)
 
 
 @pytest.mark.slow
