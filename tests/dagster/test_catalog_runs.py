@@ -6,7 +6,8 @@ and httpfs extensions from their PyPI packages; dagster 1.13 and dbt-core with d
 code location. The env of each process is the one our renderer writes into the ``transform`` PodTemplate,
 with its secretKeyRefs resolved as the kubelet would; each process has its own HOME, TMPDIR, dbt target
 and DuckDB temp directory, so no local file is shared: what one run wrote, the next sees only through the
-catalog. Not shown here: a real kubelet and container (see test_catalog_on_apiserver for the pod spec).
+catalog. Not shown here: a real kubelet and container (the pod spec on a real API server:
+tests/dagster/test_launcher_on_apiserver.py::test_chart_catalog_env_reaches_the_run_pods_container).
 """
 
 from __future__ import annotations
