@@ -3,8 +3,9 @@ names the table and the catalog, and nothing half-written is visible afterwards.
 
 Real: PostgreSQL 15 (Debian's server) and open-source LocalStack, each an instance of this module's own so
 that stopping it (by pid) disturbs no other test; DuckDB 1.5.5 with the bundled extensions; dagster 1.13
-in-process with ``FloeDuckDBPandasIOManager``, whose every output is one transaction. The outage is real:
-the asset's own code stops the server while its step runs, before the I/O manager writes. What "nothing
+in-process with ``FloeDuckDBPandasIOManager``, whose every output is one transaction, and with
+``FloeDuckDBResource.transaction``, which makes an asset's statements one. The outage is real: the asset's
+own code stops the server while its step runs, before the I/O manager writes or between two statements. What "nothing
 visible" means here: no new snapshot in DuckLake's metadata (read from PostgreSQL alone, which needs no S3)
 and no table that the failed step would have created.
 """
@@ -29,7 +30,7 @@ from floe_platform.dagster.catalog import (
     install_bundled_extensions,
     offline_config,
 )
-from floe_platform.dagster.resources import FloeDuckDbClient, FloeDuckDBPandasIOManager
+from floe_platform.dagster.resources import FloeDuckDbClient, FloeDuckDBPandasIOManager, FloeDuckDBResource
 from testkit.lakehouse import create_bucket, lakehouse_platform_yaml, run_pod_env
 from testkit.localstack import LocalStack
 from testkit.postgres import PASSWORD, Postgres
@@ -58,6 +59,16 @@ def steady_again() -> pd.DataFrame:
 def brand_new() -> pd.DataFrame:
     _STOP[0].stop()
     return pd.DataFrame({"n": range(ROWS_ON_S3)})
+
+
+@dg.asset
+def two_statements(warehouse: FloeDuckDBResource) -> None:
+    """Writes one table in two statements through the DuckDB resource; a server stops between them."""
+    with warehouse.transaction("bronze.two_statements") as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bronze")
+        conn.execute(f"CREATE TABLE bronze.two_statements AS SELECT range AS n FROM range({ROWS_ON_S3})")
+        _STOP[0].stop()
+        conn.execute(f"INSERT INTO bronze.two_statements SELECT range AS n FROM range({ROWS_ON_S3})")
 
 
 def _use_catalog_env(
@@ -202,3 +213,43 @@ def test_catalog_database_down_before_commit_rolls_the_write_back(
     snapshot, tables = _metadata_only(catalog)
     assert "bronze.half_written" not in tables
     assert snapshot == before[0]
+
+
+def _materialize_through_the_resource() -> dg.ExecuteInJobResult:
+    return dg.materialize(
+        [two_statements],
+        resources={"warehouse": FloeDuckDBResource(database=":memory:")},
+        raise_on_error=False,
+    )
+
+
+def test_s3_down_in_a_resource_transaction_fails_clearly_and_keeps_neither_statement(
+    own_localstack: LocalStack, postgres_server: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An asset writing through ``FloeDuckDBResource.transaction``: its first statement's Parquet files are
+    on S3 when S3 stops; the second fails, and the first is rolled back with it."""
+    catalog = _use_catalog_env(monkeypatch, postgres_server, own_localstack.endpoint, tmp_path / "pod")
+    before = _metadata_only(catalog)
+    _STOP[:] = [own_localstack]
+    result = _materialize_through_the_resource()
+    assert not result.success
+    message = _failure(result)
+    assert "writing bronze.two_statements to catalog 'lake'" in message
+    assert "failed and was rolled back" in message
+    assert _metadata_only(catalog) == before  # no snapshot, no table: the CREATE went with the INSERT
+
+
+def test_catalog_database_down_in_a_resource_transaction_keeps_neither_statement(
+    own_postgres: Postgres, localstack_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same asset with PostgreSQL stopping between the statements: nothing is committed."""
+    catalog = _use_catalog_env(monkeypatch, own_postgres, localstack_endpoint, tmp_path / "pod")
+    before = _metadata_only(catalog)
+    _STOP[:] = [own_postgres]
+    result = _materialize_through_the_resource()
+    assert not result.success
+    message = _failure(result)
+    assert "writing bronze.two_statements to catalog 'lake'" in message
+    assert PASSWORD not in message
+    own_postgres.start()
+    assert _metadata_only(catalog) == before
