@@ -12,9 +12,6 @@ tests/dagster/test_launcher_on_apiserver.py::test_chart_catalog_env_reaches_the_
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from testkit.lakehouse import create_bucket, keys_under, lakehouse_platform_yaml, run_pod_env
+from testkit.lakehouse import create_bucket, keys_under, lakehouse_platform_yaml, run_pod
 from testkit.postgres import Postgres
 
 pytestmark = pytest.mark.slow  # each stand-in run pod imports Dagster; the dbt one starts dbt
-
-RUN_POD_TIMEOUT = 600
-RUN_POD_SCRIPT = (
-    Path(__file__).resolve().parents[2] / "testkit" / "run_pod.py"
-)  # run by path: cwd is the pod's
-
 
 @dataclass(frozen=True)
 class Lakehouse:
@@ -42,24 +33,8 @@ class Lakehouse:
     root: Path
 
     def run_pod(self, step: str) -> dict[str, Any]:
-        """One stand-in run pod: ``python -m testkit.run_pod step`` with the PodTemplate's env only."""
-        home = self.root / f"pod-{step}-{uuid.uuid4().hex[:6]}"
-        env = run_pod_env(self.platform_yaml, "transform", home)
-        done = subprocess.run(
-            [sys.executable, str(RUN_POD_SCRIPT), step],
-            env=env,
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=RUN_POD_TIMEOUT,
-            check=False,
-        )
-        lines = done.stdout.strip().splitlines()
-        assert lines, f"{step} printed nothing; stderr:\n{done.stderr[-4000:]}"
-        result: dict[str, Any] = json.loads(lines[-1])
-        result["returncode"] = done.returncode
-        result["stderr"] = done.stderr
-        return result
+        """One stand-in run pod of ``step`` with the PodTemplate's env only (testkit/run_pod.py)."""
+        return run_pod(self.platform_yaml, step, self.root / f"pod-{step}-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="module")
