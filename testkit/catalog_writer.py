@@ -1,11 +1,17 @@
-"""``python testkit/catalog_writer.py WRITER BATCHES ROWS TABLE``: one writer appending to a catalog table.
+"""``python testkit/catalog_writer.py WRITER BATCHES ROWS TABLE [BARRIER]``: one writer appending to a
+catalog table.
 
 A stand-in for one run pod appending to a shared table: it attaches the catalog the env names (as every
 run pod does) and commits ``BATCHES`` INSERTs of ``ROWS`` rows each, every row tagged (writer, batch, row).
 DuckLake commits through the metadata database; when two commits collide, DuckLake retries the commit
-itself (``ducklake_max_retry_count``), so the writer never re-sends a batch. It prints one JSON line: the
-batches it committed and the seconds it took. Imports DuckDB and floe's catalog module only (no Dagster),
-so that eight of them start quickly.
+itself (``ducklake_max_retry_count``), so the writer never re-sends a batch.
+
+With a BARRIER folder, the writer creates ``ready-WRITER`` there once attached and waits for ``go`` before
+its first INSERT, so that writers that took different times to start insert at the same time.
+
+It prints one JSON line: the batches it committed, the seconds it took, and the wall-clock start and end
+(``time.time()``) of each INSERT, its commit included. Imports DuckDB and floe's catalog module only (no
+Dagster), so that eight of them start quickly.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 
@@ -24,25 +31,43 @@ from floe_platform.dagster.catalog import (
     offline_config,
 )
 
+BARRIER_TIMEOUT = 300
+
+
+def wait_at_barrier(barrier: Path, writer: int) -> None:
+    (barrier / f"ready-{writer}").touch()
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while not (barrier / "go").exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"catalog_writer {writer}: no 'go' in {barrier} within {BARRIER_TIMEOUT}s")
+        time.sleep(0.005)
+
 
 def main() -> int:
     writer, batches, rows = (int(arg) for arg in sys.argv[1:4])
     table = sys.argv[4]
+    barrier = Path(sys.argv[5]) if len(sys.argv) > 5 else None
     catalog = catalog_from_env()
     if catalog is None:
         raise SystemExit("catalog_writer: FLOE_CATALOG_METADATA is not set")
     directory = install_bundled_extensions(extension_directory())
     started = time.perf_counter()
     committed = 0
+    inserts: list[tuple[float, float]] = []
     with duckdb.connect(":memory:", config=offline_config(directory)) as conn:
         attach_catalog(conn, catalog)
+        if barrier is not None:
+            wait_at_barrier(barrier, writer)
         for batch in range(batches):
+            begun = time.time()
             conn.execute(
                 f"INSERT INTO {table} SELECT ?, ?, range FROM range(?)",
                 [writer, batch, rows],
             )
+            inserts.append((begun, time.time()))
             committed += 1
-    print(json.dumps({"writer": writer, "committed": committed, "seconds": time.perf_counter() - started}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"writer": writer, "committed": committed, "seconds": seconds, "inserts": inserts}))
     return 0
 
 

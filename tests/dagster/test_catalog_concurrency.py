@@ -7,6 +7,12 @@ processes (``testkit/catalog_writer.py``) started together, each with only the P
 What DuckLake guarantees, and this test pins down: every INSERT is a snapshot committed in one PostgreSQL
 transaction; concurrent appends to the same table do not conflict logically, and a commit that loses the
 race for the next snapshot id is retried by DuckLake itself, so each batch lands exactly once.
+
+That the writers really ran at the same time is checked, not assumed: each waits after its ATTACH until
+all are attached (a barrier of files), reports the wall-clock interval of every INSERT, and the test
+asserts that the eight insert phases share a common instant and that INSERTs of different writers were in
+flight together. The data files are checked on S3: every Parquet file the catalog lists for the table is
+an object under the catalog's data prefix in the bucket.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from floe_platform.dagster.catalog import (
     install_bundled_extensions,
     offline_config,
 )
-from testkit.lakehouse import create_bucket, lakehouse_platform_yaml, run_pod_env
+from testkit.lakehouse import create_bucket, keys_under, lakehouse_platform_yaml, run_pod_env
 from testkit.postgres import PASSWORD, Postgres
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # eight processes load DuckDB's extensions and commit through PostgreSQL
 
@@ -55,9 +62,11 @@ def test_eight_concurrent_writers_lose_no_rows_and_duplicate_none(
         attach_catalog(conn, catalog)
         conn.execute("CREATE TABLE appended (writer INTEGER, batch INTEGER, row_number BIGINT)")
 
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     writers = [
         subprocess.Popen(
-            [sys.executable, str(WRITER_SCRIPT), str(n), str(BATCHES), str(ROWS), "appended"],
+            [sys.executable, str(WRITER_SCRIPT), str(n), str(BATCHES), str(ROWS), "appended", str(barrier)],
             env=env,
             cwd=env["HOME"],
             stdout=subprocess.PIPE,
@@ -66,12 +75,21 @@ def test_eight_concurrent_writers_lose_no_rows_and_duplicate_none(
         )
         for n, env in enumerate(envs)
     ]
+    ready = [barrier / f"ready-{n}" for n in range(WRITERS)]
+    attached = wait_until(lambda: all(path.exists() for path in ready) or _any_exited(writers), 300, 0.05)
+    assert attached, "the writers did not all attach within 300 s"
+    assert not _any_exited(writers), "a writer ended before the barrier"
+    (barrier / "go").touch()
     reports = []
     for writer in writers:
         stdout, stderr = writer.communicate(timeout=600)
         assert writer.returncode == 0, stderr[-3000:]
         reports.append(json.loads(stdout.strip().splitlines()[-1]))
     assert sorted(report["committed"] for report in reports) == [BATCHES] * WRITERS
+    inserts = {report["writer"]: [tuple(span) for span in report["inserts"]] for report in reports}
+    phases = [(spans[0][0], spans[-1][1]) for spans in inserts.values()]
+    assert max(start for start, _ in phases) < min(end for _, end in phases)  # all eight inserting at once
+    assert _most_writers_in_flight(inserts) >= 2
 
     with duckdb.connect(":memory:", config=offline_config(directory)) as conn:
         attach_catalog(conn, catalog)
@@ -82,6 +100,30 @@ def test_eight_concurrent_writers_lose_no_rows_and_duplicate_none(
             "SELECT writer, count(*) FROM appended GROUP BY writer ORDER BY writer"
         ).fetchall()
         snapshots = conn.execute(f"SELECT count(*) FROM {catalog.name}.snapshots()").fetchone()[0]  # type: ignore[index]
+        listed = [
+            row[0]
+            for row in conn.execute(f"FROM ducklake_list_files('{catalog.name}', 'appended')").fetchall()
+        ]
     assert (total, distinct) == (WRITERS * BATCHES * ROWS, WRITERS * BATCHES * ROWS)
     assert per_writer == [(n, BATCHES * ROWS) for n in range(WRITERS)]
     assert snapshots >= WRITERS * BATCHES  # one snapshot per committed INSERT (plus schema changes)
+    # Every INSERT of 1000 rows wrote one Parquet file (DuckLake inlines only tiny inserts), and the files
+    # the catalog lists are exactly the objects under the catalog's data prefix in the bucket.
+    assert len(listed) == WRITERS * BATCHES
+    on_s3 = {f"s3://{bucket}/{key}" for key in keys_under(localstack_endpoint, bucket, "lake/")}
+    assert set(listed) == on_s3
+    assert all(path.startswith(f"s3://{bucket}/lake/") and path.endswith(".parquet") for path in listed)
+
+
+def _any_exited(writers: list[subprocess.Popen[str]]) -> bool:
+    return any(writer.poll() is not None for writer in writers)
+
+
+def _most_writers_in_flight(inserts: dict[int, list[tuple[float, float]]]) -> int:
+    """The largest number of different writers with an INSERT in flight at one instant."""
+    most = 0
+    for spans in inserts.values():
+        for instant, _ in spans:
+            busy = {writer for writer, theirs in inserts.items() if any(s <= instant < e for s, e in theirs)}
+            most = max(most, len(busy))
+    return most

@@ -25,6 +25,7 @@ from testkit.postgres import Postgres
 
 pytestmark = pytest.mark.slow  # each stand-in run pod imports Dagster; the dbt one starts dbt
 
+
 @dataclass(frozen=True)
 class Lakehouse:
     platform_yaml: str
