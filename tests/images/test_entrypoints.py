@@ -4,7 +4,8 @@ Each image's builder stage is replayed on this host (``builder_replay.py``): its
 the hashed install, the project wheel, the dbt ``prepare-and-package`` step and the DuckDB extension
 install, into a local /opt/venv.
 Then the runtime stage's CMD/ENTRYPOINT runs from that venv with the runtime stage's ENV. Real
-components: uv, Dagster's code server and its own gRPC client, dagster-dbt with dbt-duckdb, the floe CLI.
+components: uv, Dagster's code server and its own gRPC client, dagster-dbt with dbt-duckdb, DuckDB with
+the installed extensions, the floe CLI.
 What this cannot show: the base image's files and the uid 1000 user (the kind e2e suite runs the images).
 """
 
