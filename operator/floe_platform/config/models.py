@@ -170,8 +170,8 @@ S3BucketName = Annotated[
         _matching(
             S3_BUCKET,
             63,
-            "a valid S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.', starting and ending with "
-            "a letter or digit)",
+            "a valid S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.', starting and ending "
+            "with a letter or digit)",
         )
     ),
     WithJsonSchema({"type": "string", "pattern": S3_BUCKET.pattern}),
@@ -766,8 +766,8 @@ CatalogIdentifier = Annotated[
         _matching(
             CATALOG_NAME,
             CATALOG_NAME_MAX,
-            f"a name DuckDB and PostgreSQL take unquoted (at most {CATALOG_NAME_MAX} lowercase letters, digits "
-            "and '_', not starting with a digit), e.g. 'floe_lake'",
+            f"a name DuckDB and PostgreSQL take unquoted (at most {CATALOG_NAME_MAX} lowercase letters, "
+            "digits and '_', not starting with a digit), e.g. 'floe_lake'",
         )
     ),
     WithJsonSchema({"type": "string", "pattern": CATALOG_NAME.pattern, "maxLength": CATALOG_NAME_MAX}),
