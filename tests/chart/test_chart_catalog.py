@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_render import CI_DIR, Rendered, render
+from chart_render import CHART, CI_DIR, Rendered, render, run_helm
 
 from floe_platform.config import load_platform_text
 from floe_platform.render import render_pod_templates
@@ -141,3 +141,27 @@ def test_an_external_postgresqls_sslmode_holds_for_the_catalog(tmp_path: Path) -
 
 def test_the_charts_own_postgresql_gets_no_sslmode(tmp_path: Path) -> None:
     assert "sslmode" not in _spec(_render(PROFILES, tmp_path))["catalog"]["database"]
+
+
+def _notes(values: Path) -> str:
+    result = run_helm(
+        ["install", "floe", str(CHART), "--namespace", "floe", "--dry-run=client", "--values", str(values)]
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_warn_that_the_builtin_s3_loses_the_catalogs_files(tmp_path: Path) -> None:
+    """NOTES.txt as `helm install --dry-run=client` prints it: a warning with the catalog on LocalStack,
+    none with the catalog on the platform's own S3."""
+    on_localstack = tmp_path / "localstack.yaml"
+    on_localstack.write_text(yaml.safe_dump({"platform": PROFILES}))
+    assert "a LocalStack restart loses them" in " ".join(_notes(on_localstack).split())
+    own = {
+        **PROFILES,
+        "storage": {"lake": {"endpoint": "https://s3.example.com", "credentials": {"secret_name": "lake"}}},
+        "catalog": {"storage_ref": "lake"},
+    }
+    on_own_s3 = tmp_path / "own.yaml"
+    on_own_s3.write_text(yaml.safe_dump({"platform": own}))
+    assert "LocalStack restart" not in " ".join(_notes(on_own_s3).split())
