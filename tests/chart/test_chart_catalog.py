@@ -121,26 +121,27 @@ def test_localstack_gets_no_hook_when_no_bucket_of_the_release_is_on_it(tmp_path
     assert [m["mountPath"] for m in localstack["volumeMounts"]] == ["/var/lib/localstack"]
 
 
-def test_an_external_postgresqls_sslmode_holds_for_the_catalog(tmp_path: Path) -> None:
-    """ci/external-postgres-values.yaml requires TLS of Dagster's connection; the catalog's needs it too."""
+def test_an_external_postgresqls_params_hold_for_the_catalog(tmp_path: Path) -> None:
+    """ci/external-postgres-values.yaml requires TLS of Dagster's connection; the catalog's needs it too,
+    and gets the other params as well."""
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"platform": PROFILES}))
+    params = {"sslmode": "require", "connect_timeout": "10"}
+    values.write_text(yaml.safe_dump({"platform": PROFILES, "externalPostgresql": {"params": params}}))
     rendered = render([CI_DIR / "external-postgres-values.yaml", values])
     database = _spec(rendered)["catalog"]["database"]
-    assert (database["host"], database["port"], database["sslmode"]) == (
-        "db.example.internal",
-        6432,
-        "require",
-    )
+    assert (database["host"], database["port"]) == ("db.example.internal", 6432)
+    assert (database["sslmode"], database["params"]) == ("require", {"connect_timeout": "10"})
     template = render_pod_templates(load_platform_text(yaml.safe_dump(_spec(rendered))))[0]
     env = {e["name"]: e.get("value") for e in template["template"]["spec"]["containers"][0]["env"]}
     assert env["FLOE_CATALOG_METADATA"] == (
-        "postgres:host=db.example.internal port=6432 dbname=floe_dagster user=floe sslmode=require"
+        "postgres:host=db.example.internal port=6432 dbname=floe_dagster user=floe sslmode=require "
+        "connect_timeout=10"
     )
 
 
-def test_the_charts_own_postgresql_gets_no_sslmode(tmp_path: Path) -> None:
-    assert "sslmode" not in _spec(_render(PROFILES, tmp_path))["catalog"]["database"]
+def test_the_charts_own_postgresql_gets_no_sslmode_or_params(tmp_path: Path) -> None:
+    database = _spec(_render(PROFILES, tmp_path))["catalog"]["database"]
+    assert not {"sslmode", "params"} & database.keys()
 
 
 def _notes(values: Path) -> str:

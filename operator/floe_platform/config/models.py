@@ -760,6 +760,36 @@ CATALOG_NAME_MAX = 63
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 HOSTNAME_MAX = 253
 S3_PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
+LIBPQ_KEYWORD = re.compile(r"^[a-z_]+$")
+LIBPQ_KEYWORD_MAX = 64
+LIBPQ_VALUE = re.compile(r"^[^\s'\\]+$")
+LIBPQ_VALUE_MAX = 1024
+LIBPQ_OWN_FIELDS = {
+    "host": "host",
+    "hostaddr": "host",
+    "port": "port",
+    "dbname": "database",
+    "user": "username",
+    "sslmode": "sslmode",
+}
+"""libpq keywords that CatalogDatabase has fields for; ``password`` and ``passfile`` are credentials."""
+
+
+LibpqKeyword = Annotated[
+    str,
+    AfterValidator(
+        _matching(LIBPQ_KEYWORD, LIBPQ_KEYWORD_MAX, "a libpq connection parameter such as connect_timeout")
+    ),
+]
+LibpqValue = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            LIBPQ_VALUE, LIBPQ_VALUE_MAX, "a libpq parameter value without spaces, quotes or backslashes"
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": LIBPQ_VALUE.pattern, "maxLength": LIBPQ_VALUE_MAX}),
+]
 CatalogIdentifier = Annotated[
     str,
     AfterValidator(
@@ -800,6 +830,28 @@ class CatalogDatabase(StrictModel):
     """The Secret key with the role's password; empty means no password (certificate or trust auth)."""
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     """libpq's sslmode; empty means libpq's default (prefer)."""
+    params: dict[LibpqKeyword, LibpqValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(LIBPQ_KEYWORD, LIBPQ_KEYWORD_MAX),
+    )
+    """More libpq connection parameters as text, e.g. connect_timeout: "10" (the chart copies
+    externalPostgresql.params here); host, port, dbname, user and sslmode have fields of their own."""
+
+    @field_validator("params")
+    @classmethod
+    def _params_are_not_fields_or_credentials(cls, params: dict[str, str]) -> dict[str, str]:
+        for keyword in params:
+            if keyword in ("password", "passfile"):
+                raise value_error(
+                    f"{keyword!r}: credentials must not be written in platform.yaml; put the password in a "
+                    "Secret and reference it with password.secret_name and password.key"
+                )
+            if keyword in LIBPQ_OWN_FIELDS:
+                raise value_error(
+                    f"{keyword!r} has a field of its own: set catalog.database.{LIBPQ_OWN_FIELDS[keyword]}"
+                )
+        return params
 
     @model_validator(mode="before")
     @classmethod
