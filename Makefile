@@ -31,7 +31,7 @@ $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl: | $(UV)
 
 install: $(VENV)/.installed $(TOOLS)/bin/helm $(TOOLS)/bin/kubectl ## Create .venv from uv.lock; add helm and kubectl when missing.
 
-demo: install ## Run the main job on embedded defaults (local DuckDB file, no cluster).
+demo: install ## Run the main job on embedded defaults (local DuckLake catalog under .demo/, no cluster).
 	floe validate platform-config/platform/local/platform.yaml
 	python -m floe_demo.run
 

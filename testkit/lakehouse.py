@@ -8,7 +8,9 @@ own; no other variable of the test process reaches it.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,6 +96,34 @@ def run_pod_env(platform_yaml: str, profile: str, home: Path) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DAGSTER_HOME": str(home / "dagster_home"),
     }
+
+
+RUN_POD_SCRIPT = Path(__file__).resolve().parent / "run_pod.py"  # run by path: cwd is the pod's
+RUN_POD_TIMEOUT = 600
+
+
+def run_pod(platform_yaml: str, step: str, home: Path, profile: str = "transform") -> dict[str, Any]:
+    """One stand-in run pod: ``testkit/run_pod.py step`` in ``home`` with the PodTemplate's env only.
+
+    Returns the step's JSON result plus its ``returncode`` and ``stderr``.
+    """
+    env = run_pod_env(platform_yaml, profile, home)
+    done = subprocess.run(
+        [sys.executable, str(RUN_POD_SCRIPT), step],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=RUN_POD_TIMEOUT,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise AssertionError(f"{step} printed nothing; stderr:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["returncode"] = done.returncode
+    result["stderr"] = done.stderr
+    return result
 
 
 def s3_client(endpoint: str) -> Any:

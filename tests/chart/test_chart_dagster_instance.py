@@ -231,9 +231,7 @@ def test_builtin_localstack_creates_the_configured_bucket_with_retention_on_each
         str(defaults.retention_days),
     )
     hooks = next(volume for volume in pod["volumes"] if volume["name"] == "ready-hooks")
-    assert hooks["configMap"]["items"] == [
-        {"key": "create-bucket.py", "path": "create-compute-log-bucket.py"}
-    ]
+    assert hooks["configMap"]["items"] == [{"key": "create-bucket.py", "path": "create-buckets.py"}]
 
 
 def test_own_s3_gets_the_bucket_job_only_when_opted_in(rendered_matrix: dict[str, Rendered]) -> None:

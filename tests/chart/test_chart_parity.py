@@ -12,11 +12,13 @@ by kubernetes-validate --strict (test_chart_manifests) and accepted by a real ku
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from chart_render import CI_DIR, HelmError, Rendered, render
+from chart_render import CI_DIR, ROOT, HelmError, Rendered, render
 
 Json = dict[str, Any]
 
@@ -409,6 +411,90 @@ def test_external_database_and_s3_are_reached_on_their_own_ports() -> None:
     assert {entry["port"] for p in external for entry in p["ports"]} == {6432, 443}
     assert not release.has("NetworkPolicy", "postgresql-net")
     assert not release.has("NetworkPolicy", "localstack-net")
+
+
+PROFILES = {
+    "infrastructure": {
+        "resource_profiles": {
+            "default": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+        }
+    }
+}
+OWN_LOG_STORAGE = {
+    "logs": {"endpoint": "https://s3.example.com:9443", "credentials": {"secret_name": "logs"}}
+}
+
+
+def _with_platform(platform: Json, tmp_path: Path, sets: Sequence[str] = ()) -> Rendered:
+    values = tmp_path / "platform-values.yaml"
+    values.write_text(yaml.safe_dump({"platform": platform}))
+    return render([CI_DIR / "network-policy-values.yaml", values], sets=sets)
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        {"observability": {"compute_logs": {"enabled": False}}},
+        {"observability": {"compute_logs": {"manager_type": "local"}}},
+        {"observability": {"compute_logs": {"storage_ref": "logs"}}, "storage": OWN_LOG_STORAGE},
+    ],
+    ids=["disabled", "local", "own storage"],
+)
+def test_runs_reach_the_catalogs_builtin_s3_and_postgresql_wherever_compute_logs_go(
+    logs: Json, tmp_path: Path
+) -> None:
+    """The catalog's data files are on LocalStack by default, whatever compute logs use; the runs write
+    them, so they reach LocalStack (and LocalStack takes them), and the catalog's metadata database."""
+    release = _with_platform({**PROFILES, **logs}, tmp_path)
+    policies = release.of_kind("NetworkPolicy")
+    pods = _pods(release)
+    assert _allowed(policies, pods, "runs", "localstack")
+    assert _allowed(policies, pods, "runs", "postgresql")
+    # Compute logs are not on LocalStack here, so the catalog opened it to the runs only.
+    assert not _allowed(policies, pods, "daemon", "localstack")
+
+
+def _catalog_example_of_the_docs() -> Json:
+    """The values example of docs/catalog.md ("Pointing at your own S3 and PostgreSQL")."""
+    text = (ROOT / "docs" / "catalog.md").read_text()
+    section = text.split("Pointing at your own S3 and PostgreSQL:", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    platform: Json = yaml.safe_load(block)["platform"]
+    return platform
+
+
+def test_runs_reach_an_external_catalog_database_and_s3_as_docs_catalog_md_shows_them(tmp_path: Path) -> None:
+    """The docs' example: the catalog's PostgreSQL (5432) and S3 (443) are outside the cluster, reached on
+    externalCidrs; compute logs stay on LocalStack, so the runs keep that flow too."""
+    platform = {**PROFILES, **_catalog_example_of_the_docs()}
+    release = _with_platform(platform, tmp_path, sets=["networkPolicy.externalCidrs[0]=10.30.0.0/16"])
+    assert release.of_kind("FloePlatform")[0]["spec"]["catalog"]["database"]["host"] == (
+        "catalog-db.example.internal"
+    )
+    external = [p for p in _egress_peers(release, "runs") if "ipBlock" in p]
+    assert {p["ipBlock"]["cidr"] for p in external} == {"10.30.0.0/16"}
+    assert {entry["port"] for p in external for entry in p["ports"]} == {443, 5432}
+    assert _allowed(release.of_kind("NetworkPolicy"), _pods(release), "runs", "localstack")
+
+
+def test_a_catalog_on_aws_s3_without_localstack_is_reached_on_443(tmp_path: Path) -> None:
+    """storage_ref default with no LocalStack and no storage named default: AWS S3 with the pod's identity."""
+    platform = {**PROFILES, "observability": {"compute_logs": {"enabled": False}}}
+    release = _with_platform(platform, tmp_path, sets=["localstack.enabled=false"])
+    external = [p for p in _egress_peers(release, "runs") if "ipBlock" in p]
+    assert {entry["port"] for p in external for entry in p["ports"]} == {443}
+    assert not release.has("NetworkPolicy", "localstack-net")
+
+
+def test_a_disabled_catalog_opens_no_flow(tmp_path: Path) -> None:
+    platform = {
+        **PROFILES,
+        "observability": {"compute_logs": {"enabled": False}},
+        "catalog": {"enabled": False},
+    }
+    release = _with_platform(platform, tmp_path)
+    assert not _allowed(release.of_kind("NetworkPolicy"), _pods(release), "runs", "localstack")
+    assert not [p for p in _egress_peers(release, "runs") if "ipBlock" in p]
 
 
 def test_no_network_policy_unless_enabled(default_release: Rendered) -> None:

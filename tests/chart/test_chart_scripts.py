@@ -102,6 +102,30 @@ def test_bucket_hook_gives_up_with_a_reason_when_s3_never_answers() -> None:
     assert "did not answer within 1s" in result.stderr
 
 
+@pytest.mark.parametrize("bucket_env", [{"BUCKET": ""}, {}], ids=["empty", "absent"])
+def test_bucket_hook_without_a_compute_log_bucket_creates_only_the_extra_buckets(
+    localstack: str, bucket_env: dict[str, str]
+) -> None:
+    """Compute logs elsewhere, the catalog on this S3: BUCKET is empty or unset, and PREFIX and
+    RETENTION_DAYS are unset, as LocalStack's env then is."""
+    name = f"lake-{len(bucket_env)}"
+    env = {"S3_ENDPOINT": localstack, "AWS_REGION": "us-east-1", "EXTRA_BUCKETS": f"{name}, ", **bucket_env}
+    result = _run_script("create-bucket.py", env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"bucket {name} created"]
+    s3 = _s3(localstack)
+    s3.head_bucket(Bucket=name)
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket=name)
+
+
+def test_bucket_hook_with_no_bucket_at_all_does_nothing() -> None:
+    """No S3 is reachable here: the hook must not even wait for one when it has nothing to create."""
+    env = {"S3_ENDPOINT": f"http://127.0.0.1:{free_port()}", "AWS_REGION": "us-east-1", "BUCKET": ""}
+    result = _run_script("create-bucket.py", {**env, "WAIT_SECONDS": "30"})
+    assert (result.returncode, result.stdout.strip()) == (0, "no bucket to create"), result.stderr
+
+
 class _ServerInfo(BaseHTTPRequestHandler):
     """Answers /server_info the way dagster-webserver does (a JSON object with dagster_version)."""
 

@@ -6,14 +6,12 @@ and httpfs extensions from their PyPI packages; dagster 1.13 and dbt-core with d
 code location. The env of each process is the one our renderer writes into the ``transform`` PodTemplate,
 with its secretKeyRefs resolved as the kubelet would; each process has its own HOME, TMPDIR, dbt target
 and DuckDB temp directory, so no local file is shared: what one run wrote, the next sees only through the
-catalog. Not shown here: a real kubelet and container (see test_catalog_on_apiserver for the pod spec).
+catalog. Not shown here: a real kubelet and container (the pod spec on a real API server:
+tests/dagster/test_launcher_on_apiserver.py::test_chart_catalog_env_reaches_the_run_pods_container).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from testkit.lakehouse import create_bucket, keys_under, lakehouse_platform_yaml, run_pod_env
+from testkit.lakehouse import create_bucket, keys_under, lakehouse_platform_yaml, run_pod
 from testkit.postgres import Postgres
 
 pytestmark = pytest.mark.slow  # each stand-in run pod imports Dagster; the dbt one starts dbt
-
-RUN_POD_TIMEOUT = 600
-RUN_POD_SCRIPT = (
-    Path(__file__).resolve().parents[2] / "testkit" / "run_pod.py"
-)  # run by path: cwd is the pod's
 
 
 @dataclass(frozen=True)
@@ -41,24 +34,8 @@ class Lakehouse:
     root: Path
 
     def run_pod(self, step: str) -> dict[str, Any]:
-        """One stand-in run pod: ``python -m testkit.run_pod step`` with the PodTemplate's env only."""
-        home = self.root / f"pod-{step}-{uuid.uuid4().hex[:6]}"
-        env = run_pod_env(self.platform_yaml, "transform", home)
-        done = subprocess.run(
-            [sys.executable, str(RUN_POD_SCRIPT), step],
-            env=env,
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=RUN_POD_TIMEOUT,
-            check=False,
-        )
-        lines = done.stdout.strip().splitlines()
-        assert lines, f"{step} printed nothing; stderr:\n{done.stderr[-4000:]}"
-        result: dict[str, Any] = json.loads(lines[-1])
-        result["returncode"] = done.returncode
-        result["stderr"] = done.stderr
-        return result
+        """One stand-in run pod of ``step`` with the PodTemplate's env only (testkit/run_pod.py)."""
+        return run_pod(self.platform_yaml, step, self.root / f"pod-{step}-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """FloeDuckDBResource and FloeDuckDBPandasIOManager against real DuckDB (and a real second process for
-lock contention): the DUCKDB_* settings reach every connection, and lock errors are retried with jitter."""
+lock contention; dagster 1.13 materialize for the schema rules): the DUCKDB_* settings reach every
+connection, lock errors are retried with jitter, and conflicting schema rules resolve in Dagster's order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -156,3 +158,43 @@ def test_errors_other_than_lock_contention_are_raised_without_retrying(
     with pytest.raises(duckdb.IOException):
         floe_duckdb.connect(str(directory), connection_config({}), max_retries=5)
     assert _lock_retries(caplog) == 0
+
+
+# Schema rules in conflict -----------------------------------------------------------------------------
+# Dagster's order, highest first: metadata["schema"], the I/O manager's schema, the key prefix, public.
+
+
+@dg.asset(key_prefix=["from_prefix"], metadata={"schema": "from_metadata"})
+def prefix_and_metadata() -> pd.DataFrame:
+    return pd.DataFrame({"n": [1]})
+
+
+@dg.asset(key_prefix=["from_prefix"])
+def prefix_only() -> pd.DataFrame:
+    return pd.DataFrame({"n": [2]})
+
+
+def _tables(database: Path) -> set[str]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = conn.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.mark.parametrize(
+    ("manager_schema", "expected"),
+    [
+        (None, {"from_metadata.prefix_and_metadata", "from_prefix.prefix_only"}),
+        ("from_manager", {"from_metadata.prefix_and_metadata", "from_manager.prefix_only"}),
+    ],
+    ids=["metadata-beats-prefix", "manager-beats-prefix"],
+)
+def test_conflicting_schema_rules_resolve_in_the_references_order(
+    manager_schema: str | None, expected: set[str], tmp_path: Path
+) -> None:
+    """metadata["schema"] wins over the key prefix and over the I/O manager's schema; the I/O manager's
+    schema wins over the key prefix (real dagster 1.13 materialize, real DuckDB file)."""
+    database = tmp_path / "w.duckdb"
+    manager = FloeDuckDBPandasIOManager(database=str(database), schema=manager_schema)
+    result = dg.materialize([prefix_and_metadata, prefix_only], resources={"io_manager": manager})
+    assert result.success
+    assert _tables(database) == expected

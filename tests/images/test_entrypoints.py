@@ -1,14 +1,17 @@
 """The images' commands, read from their Dockerfiles, run as local processes from the image's own install.
 
 Each image's builder stage is replayed on this host (``builder_replay.py``): its ``uv export`` of uv.lock,
-the hashed install, the project wheel and the dbt ``prepare-and-package`` step, into a local /opt/venv.
+the hashed install, the project wheel, the dbt ``prepare-and-package`` step and the DuckDB extension
+install, into a local /opt/venv.
 Then the runtime stage's CMD/ENTRYPOINT runs from that venv with the runtime stage's ENV. Real
-components: uv, Dagster's code server and its own gRPC client, dagster-dbt with dbt-duckdb, the floe CLI.
+components: uv, Dagster's code server and its own gRPC client, dagster-dbt with dbt-duckdb, DuckDB with
+the installed extensions, the floe CLI.
 What this cannot show: the base image's files and the uid 1000 user (the kind e2e suite runs the images).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -178,6 +181,57 @@ def test_e2e_layer_adds_the_oom_probe_to_the_demo_definitions(user_code_venv: Pa
     executor, job_count = result.stdout.split()
     assert executor == "in_process"
     assert int(job_count) >= 2  # the demo's jobs besides the probe
+
+
+EXTENSION_FILES = {
+    "ducklake.duckdb_extension",
+    "httpfs.duckdb_extension",
+    "postgres_scanner.duckdb_extension",
+}
+OFFLINE_ATTACH = """
+import json, sys, duckdb
+from floe_platform.dagster.catalog import extension_directory, offline_config
+directory = extension_directory()
+with duckdb.connect(config=offline_config(directory)) as conn:
+    conn.execute(f"ATTACH 'ducklake:{sys.argv[1]}/meta.ducklake' AS lake (DATA_PATH '{sys.argv[1]}/data/')")
+    conn.execute("CREATE TABLE lake.t AS SELECT 42 AS answer")
+    conn.execute("LOAD httpfs; LOAD postgres_scanner")
+    loaded = dict(conn.execute(
+        "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded "
+        "AND extension_name IN ('ducklake', 'httpfs', 'postgres_scanner')"
+    ).fetchall())
+    answer = conn.execute("SELECT answer FROM lake.t").fetchone()[0]
+report = {"directory": str(directory), "version": duckdb.__version__, "answer": answer, "loaded": loaded}
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+def test_the_builder_installs_the_duckdb_extensions_run_pods_load_offline(
+    user_code_venv: Path, tmp_path: Path
+) -> None:
+    """The builder's ``python -m floe_platform.dagster.catalog`` leaves ducklake, httpfs and postgres in
+    the venv's extension directory; a process with the runtime env loads them from there, with
+    autoinstall off and no repository to download from, and attaches a local DuckLake catalog."""
+    directory = user_code_venv / "share" / "floe-platform" / "duckdb-extensions"
+    installed = sorted(directory.glob("v*/*/*.duckdb_extension"))
+    assert {path.name for path in installed} == EXTENSION_FILES
+    before = {path: path.stat().st_mtime_ns for path in installed}
+    result = subprocess.run(
+        venv_argv(user_code_venv, ["python", "-c", OFFLINE_ATTACH, str(tmp_path)]),
+        env=runtime_env(USER_CODE_DOCKERFILE, user_code_venv),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert Path(report["directory"]) == directory
+    assert {path.parent.parent.name for path in installed} == {f"v{report['version']}"}
+    assert report["answer"] == 42
+    assert {Path(path) for path in report["loaded"].values()} == set(installed)  # each from the directory
+    assert {path: path.stat().st_mtime_ns for path in installed} == before  # loaded, not installed again
 
 
 @pytest.mark.slow

@@ -99,3 +99,43 @@ def test_an_inline_database_password_is_refused_with_the_field_and_the_fix() -> 
     assert "catalog.database.password" in message
     assert "put it in a Secret" in message
     assert "hunter2" not in message
+
+
+def _metadata(text: str) -> str:
+    env = {entry["name"]: entry.get("value") for entry in _env(text)}
+    return str(env["FLOE_CATALOG_METADATA"])
+
+
+def test_more_libpq_params_follow_the_fields_in_the_metadata_path() -> None:
+    params = CATALOG.replace(
+        "    sslmode: require\n",
+        '    sslmode: require\n    params: {target_session_attrs: read-write, connect_timeout: "10"}\n',
+    )
+    assert _metadata(PROFILES + params) == (
+        "postgres:host=pg.data.svc port=6432 dbname=analytics user=floe_runs sslmode=require "
+        "connect_timeout=10 target_session_attrs=read-write"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("{password: hunter2}", "catalog.database.params: 'password': credentials must not be written"),
+        (
+            "{sslmode: require}",
+            "catalog.database.params: 'sslmode' has a field of its own: set catalog.database.sslmode",
+        ),
+        ("{dbname: other}", "set catalog.database.database"),
+        (
+            '{application_name: "floe runs"}',
+            "is not a libpq parameter value without spaces, quotes or backslashes",
+        ),
+        ("{connect_timeout: 10}", "catalog.database.params.connect_timeout: Input should be a valid string"),
+    ],
+)
+def test_params_that_are_fields_credentials_or_unquotable_are_refused(params: str, expected: str) -> None:
+    text = CATALOG.replace("    sslmode: require\n", f"    params: {params}\n")
+    with pytest.raises(ConfigError) as error:
+        load_platform_text(PROFILES + text)
+    assert expected in str(error.value)
+    assert "hunter2" not in str(error.value)

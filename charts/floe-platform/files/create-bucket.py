@@ -1,9 +1,10 @@
 """Create the compute-log bucket if it is missing and expire its objects after RETENTION_DAYS.
 
 Run two ways, idempotent both: by the built-in LocalStack itself on every start (a `ready.d` init hook, so
-a restarted LocalStack, whose state is lost, gets its bucket back), and for your own S3 by the opt-in
+a restarted LocalStack, whose state is lost, gets its buckets back), and for your own S3 by the opt-in
 post-install/post-upgrade hook Job (computeLogBucketJob). Settings come from env: S3_ENDPOINT, AWS_REGION,
-BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials.
+BUCKET, PREFIX, RETENTION_DAYS and the AWS credentials. An empty or absent BUCKET (compute logs not on this
+S3) skips the compute-log bucket and its rule; PREFIX and RETENTION_DAYS are then not read.
 EXTRA_BUCKETS (comma-separated, e.g. the shared catalog's) are created too, with no lifecycle rule.
 """
 
@@ -63,13 +64,18 @@ def expire_after(s3: Any, bucket: str, prefix: str, days: int) -> None:
 
 def main() -> None:
     region = os.environ["AWS_REGION"]
-    bucket = os.environ["BUCKET"]
+    bucket = os.environ.get("BUCKET", "").strip()
+    extras = [name.strip() for name in os.environ.get("EXTRA_BUCKETS", "").split(",") if name.strip()]
+    if not bucket and not extras:
+        print("no bucket to create")
+        return
     s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT") or None, region_name=region)
     wait_for_s3(s3)
-    ensure_bucket(s3, bucket, region)
-    expire_after(s3, bucket, os.environ["PREFIX"], int(os.environ["RETENTION_DAYS"]))
-    for extra in filter(None, os.environ.get("EXTRA_BUCKETS", "").split(",")):
-        ensure_bucket(s3, extra.strip(), region)
+    if bucket:
+        ensure_bucket(s3, bucket, region)
+        expire_after(s3, bucket, os.environ["PREFIX"], int(os.environ["RETENTION_DAYS"]))
+    for extra in extras:
+        ensure_bucket(s3, extra, region)
 
 
 # A script for the hook Job; LocalStack's ready.d runner instead execs the file with empty globals, where

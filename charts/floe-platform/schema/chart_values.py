@@ -496,13 +496,13 @@ class Localstack(Component):
     image: ThirdPartyImage
     """docker.io/localstack/localstack at a pinned tag."""
     enabled: bool = True
-    """Off when compute logs use your own S3 (platform.storage) or are off."""
+    """Off when compute logs and the catalog use your own S3 (platform.storage) or are off."""
     auth_token: SecretKeyRef = SecretKeyRef()
     """LocalStack images after 4.14.0 need LOCALSTACK_AUTH_TOKEN; name the Secret holding it."""
     region: str = "us-east-1"
     """Region LocalStack reports and clients use. On every start, LocalStack's ready.d hook creates the
-    compute-log bucket and its lifecycle rule (retention_days), so a restart, which loses its state, does not
-    lose the bucket."""
+    compute-log bucket and its lifecycle rule (retention_days) and the shared catalog's bucket, so a restart,
+    which loses its state (every object), does not lose the buckets."""
 
 
 class Operator(Component):

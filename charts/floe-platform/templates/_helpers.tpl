@@ -275,6 +275,23 @@ retention_days); empty when compute logs do not go to the built-in S3.
 {{- end }}
 {{- end }}
 
+{{/*
+The shared catalog's bucket when the catalog's data files go to the built-in LocalStack, which then
+creates it on each start; empty otherwise. This holds when the chart writes the FloePlatform (platform
+is set), the catalog is on, its storage_ref is "default" and platform.storage does not define "default":
+floeplatform.yaml then adds the built-in S3 as that storage. Independent of where compute logs go.
+*/}}
+{{- define "floe.localstack.catalogBucket" -}}
+{{- with .Values.platform }}
+{{- $catalog := .catalog | default dict }}
+{{- $enabled := ternary $catalog.enabled true (hasKey $catalog "enabled") }}
+{{- $onDefault := and (eq ($catalog.storage_ref | default "default") "default") (not (hasKey (.storage | default dict) "default")) }}
+{{- if and $.Values.localstack.enabled $enabled $onDefault }}
+{{- $catalog.bucket | default "floe-lake" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Containers ------------------------------------------------------------------------------------ */}}
 
 {{- define "floe.dagsterHome" -}}/opt/dagster/dagster_home{{- end }}

@@ -164,6 +164,18 @@ KubernetesName = Annotated[
     _NAME_CHECK,
     WithJsonSchema({"type": "string", "pattern": DNS_LABEL.pattern, "maxLength": DNS_LABEL_MAX}),
 ]
+S3BucketName = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            S3_BUCKET,
+            63,
+            "a valid S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.', starting and ending "
+            "with a letter or digit)",
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": S3_BUCKET.pattern}),
+]
 LabelKey = Annotated[
     str,
     *_LABEL_KEY_CHECKS,
@@ -672,7 +684,7 @@ class ComputeLogs(StrictModel):
     """s3 uploads to the storage named by storage_ref; local keeps files in local_dir; noop keeps none."""
     storage_ref: str = BUILTIN_STORAGE
     """A storage defined under `storage`, or `default` for the chart's built-in S3 (LocalStack)."""
-    bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] = "dagster-compute-logs"
+    bucket: S3BucketName = "dagster-compute-logs"
     """Bucket for the logs; the chart creates it on the built-in S3."""
     prefix: str = "compute-logs/"
     """Key prefix of every log object."""
@@ -722,7 +734,7 @@ class S3Storage(StrictModel):
     """URL of the S3 API; leave empty for AWS S3."""
     region: str = "us-east-1"
     """Signing region."""
-    bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] | None = None
+    bucket: S3BucketName | None = None
     """Default bucket of this storage, for data (compute logs name their own bucket)."""
     path_style_access: bool = False
     """True for MinIO and LocalStack style addressing (http://host/bucket/key)."""
@@ -748,6 +760,48 @@ CATALOG_NAME_MAX = 63
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 HOSTNAME_MAX = 253
 S3_PREFIX = re.compile(r"^([A-Za-z0-9!_.*'()-]+/)*$")
+LIBPQ_KEYWORD = re.compile(r"^[a-z_]+$")
+LIBPQ_KEYWORD_MAX = 64
+LIBPQ_VALUE = re.compile(r"^[^\s'\\]+$")
+LIBPQ_VALUE_MAX = 1024
+LIBPQ_OWN_FIELDS = {
+    "host": "host",
+    "hostaddr": "host",
+    "port": "port",
+    "dbname": "database",
+    "user": "username",
+    "sslmode": "sslmode",
+}
+"""libpq keywords that CatalogDatabase has fields for; ``password`` and ``passfile`` are credentials."""
+
+
+LibpqKeyword = Annotated[
+    str,
+    AfterValidator(
+        _matching(LIBPQ_KEYWORD, LIBPQ_KEYWORD_MAX, "a libpq connection parameter such as connect_timeout")
+    ),
+]
+LibpqValue = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            LIBPQ_VALUE, LIBPQ_VALUE_MAX, "a libpq parameter value without spaces, quotes or backslashes"
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": LIBPQ_VALUE.pattern, "maxLength": LIBPQ_VALUE_MAX}),
+]
+CatalogIdentifier = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            CATALOG_NAME,
+            CATALOG_NAME_MAX,
+            f"a name DuckDB and PostgreSQL take unquoted (at most {CATALOG_NAME_MAX} lowercase letters, "
+            "digits and '_', not starting with a digit), e.g. 'floe_lake'",
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": CATALOG_NAME.pattern, "maxLength": CATALOG_NAME_MAX}),
+]
 
 
 class PasswordSecretRef(StrictModel):
@@ -766,13 +820,9 @@ class CatalogDatabase(StrictModel):
     """Host name of the PostgreSQL server."""
     port: int = Field(default=5432, ge=1, le=65535)
     """Port of the PostgreSQL server."""
-    database: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
-        "floe_catalog"
-    )
+    database: CatalogIdentifier = "floe_catalog"
     """Database of the catalog; it must exist (the chart uses its own PostgreSQL's database)."""
-    metadata_schema: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = (
-        "floe_catalog"
-    )
+    metadata_schema: CatalogIdentifier = "floe_catalog"
     """Schema of DuckLake's metadata tables in that database; DuckLake creates it on first use."""
     username: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=63)] = "dagster"
     """Role the run pods connect as."""
@@ -780,6 +830,28 @@ class CatalogDatabase(StrictModel):
     """The Secret key with the role's password; empty means no password (certificate or trust auth)."""
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     """libpq's sslmode; empty means libpq's default (prefer)."""
+    params: dict[LibpqKeyword, LibpqValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NAMED_MAP_ENTRIES,
+        json_schema_extra=keys_matching(LIBPQ_KEYWORD, LIBPQ_KEYWORD_MAX),
+    )
+    """More libpq connection parameters as text, e.g. connect_timeout: "10" (the chart copies
+    externalPostgresql.params here); host, port, dbname, user and sslmode have fields of their own."""
+
+    @field_validator("params")
+    @classmethod
+    def _params_are_not_fields_or_credentials(cls, params: dict[str, str]) -> dict[str, str]:
+        for keyword in params:
+            if keyword in ("password", "passfile"):
+                raise value_error(
+                    f"{keyword!r}: credentials must not be written in platform.yaml; put the password in a "
+                    "Secret and reference it with password.secret_name and password.key"
+                )
+            if keyword in LIBPQ_OWN_FIELDS:
+                raise value_error(
+                    f"{keyword!r} has a field of its own: set catalog.database.{LIBPQ_OWN_FIELDS[keyword]}"
+                )
+        return params
 
     @model_validator(mode="before")
     @classmethod
@@ -798,11 +870,11 @@ class Catalog(StrictModel):
 
     enabled: bool = True
     """Off means each run keeps its tables in a DuckDB file inside its own pod (lost with the pod)."""
-    name: Annotated[str, Field(pattern=CATALOG_NAME.pattern, max_length=CATALOG_NAME_MAX)] = "lake"
+    name: CatalogIdentifier = "lake"
     """Name of the attached catalog in DuckDB (ATTACH ... AS name) and in dbt (the profile's database)."""
     storage_ref: str = BUILTIN_STORAGE
     """A storage defined under `storage`, or `default` for the chart's built-in S3 (LocalStack)."""
-    bucket: Annotated[str, Field(pattern=S3_BUCKET.pattern)] = "floe-lake"
+    bucket: S3BucketName = "floe-lake"
     """Bucket of the data files and blobs; the chart creates it on the built-in S3."""
     data_prefix: Annotated[str, Field(pattern=S3_PREFIX.pattern, max_length=512)] = "lake/"
     """Key prefix of the catalog's Parquet data files."""

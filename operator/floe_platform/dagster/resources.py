@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,7 @@ class FloeDuckDBResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection in DuckDB's autocommit mode: each statement commits on its own."""
         conn = connect_to_warehouse(
             self.database, connection_config(self.connection_config), max_retries=self.max_retries
         )
@@ -184,6 +185,16 @@ class FloeDuckDBResource(DuckDBResource):
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection whose statements commit together at the end of the block, or not at all.
+
+        ``what`` says what the block writes (e.g. ``"bronze.orders"``): a DuckDB error (the catalog's
+        database or S3 gone) rolls everything back and fails with what, where and that nothing was kept.
+        """
+        with self.get_connection() as conn, one_transaction(conn, lambda error: _failed_write(what, error)):
+            yield conn
 
 
 class FloeDuckDbClient(DuckDbClient):
@@ -198,16 +209,8 @@ class FloeDuckDbClient(DuckDbClient):
             str(resource_config["database"]), connection_config(resource_config.get("connection_config"))
         )
         try:
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with one_transaction(conn, lambda error: _failed(context, table_slice, error)):
                 yield conn
-                conn.execute("COMMIT")
-            except duckdb.Error as error:
-                _rollback(conn)
-                raise _failed(context, table_slice, error) from error
-            except BaseException:
-                _rollback(conn)
-                raise
         finally:
             conn.close()
 
@@ -228,20 +231,44 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     return bool(row and row[0])
 
 
+@contextmanager
+def one_transaction(
+    conn: duckdb.DuckDBPyConnection, failure: Callable[[duckdb.Error], Exception]
+) -> Iterator[None]:
+    """BEGIN, then COMMIT after the block; on any error ROLLBACK, and a DuckDB error becomes ``failure``."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except duckdb.Error as error:
+        _rollback(conn)
+        raise failure(error) from error
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
     # A failure means the transaction went with its connection (or never opened): nothing was committed.
     with suppress(duckdb.Error):
         conn.execute("ROLLBACK")
 
 
+def _where() -> str:
+    catalog = catalog_from_env()
+    return describe(catalog) if catalog else "the DuckDB warehouse"
+
+
+def _failed_write(what: str, error: duckdb.Error) -> Exception:
+    return CatalogUnavailable(f"writing {what} to {_where()} failed and was rolled back: {error}")
+
+
 def _failed(context: OutputContext | InputContext, table_slice: TableSlice, error: duckdb.Error) -> Exception:
     """The error a step fails with: which table, which catalog, and that nothing was committed."""
-    catalog = catalog_from_env()
-    where = describe(catalog) if catalog else "the DuckDB warehouse"
     table = f"{table_slice.schema}.{table_slice.table}"
     if isinstance(context, OutputContext):
-        return CatalogUnavailable(f"writing {table} to {where} failed and was rolled back: {error}")
-    return CatalogUnavailable(f"reading {table} from {where} failed: {error}")
+        return _failed_write(table, error)
+    return CatalogUnavailable(f"reading {table} from {_where()} failed: {error}")
 
 
 class FloeDuckDBPandasIOManager(DuckDBPandasIOManager):

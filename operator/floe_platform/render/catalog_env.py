@@ -60,6 +60,7 @@ def postgres_metadata(database: CatalogDatabase) -> str:
     words.append(f"user={database.username}")
     if database.sslmode:
         words.append(f"sslmode={database.sslmode}")
+    words += [f"{keyword}={value}" for keyword, value in sorted(database.params.items())]
     return "postgres:" + " ".join(words)
 
 
