@@ -349,13 +349,57 @@ def test_network_policies_allow_exactly_the_platforms_flows(rendered_matrix: dic
         {(s, "postgresql") for s in instance_users | {"migrate"}}
         | {(s, "localstack") for s in instance_users}
         | {(s, "user-code") for s in webservers | {"daemon"}}
-        | {("test", "webserver")}
+        | {("test", "webserver"), ("test", "localstack")}  # the helm test also checks the bucket
     )
     assert allowed == expected
-    # Every pod of the release is selected by exactly one policy, so nothing else gets through.
+    _each_pod_has_exactly_one_policy(release)
+
+
+def _each_pod_has_exactly_one_policy(release: Rendered) -> None:
+    """Every pod of the release is selected by exactly one policy, so nothing else gets through; and every
+    policy selects a pod the release makes (a hook's policy exists exactly when its Job does)."""
+    policies = release.of_kind("NetworkPolicy")
+    pods = _pods(release)
     for component, labels in pods.items():
         selecting = [p["metadata"]["name"] for p in policies if _selects(p["spec"]["podSelector"], labels)]
         assert len(selecting) == 1, (component, selecting)
+    for policy in policies:
+        selected = [c for c, labels in pods.items() if _selects(policy["spec"]["podSelector"], labels)]
+        assert selected, f"{policy['metadata']['name']} selects no pod of the release"
+
+
+def test_hook_policies_follow_their_jobs_on_a_release_with_its_own_s3_and_a_platform() -> None:
+    """three-profiles: own S3 with the bucket Job, a platform (so the pre-delete hook), step Jobs on."""
+    release = render(
+        [CI_DIR / "three-profiles-values.yaml"],
+        sets=["networkPolicy.enabled=true", "computeLogBucketJob.enabled=true"],
+    )
+    assert release.has("NetworkPolicy", "create-bucket-net")
+    assert release.has("NetworkPolicy", "uninstall-net")
+    _each_pod_has_exactly_one_policy(release)
+    bucket_ports = {
+        e["port"] for p in _egress_peers(release, "create-bucket") if "ipBlock" in p for e in p["ports"]
+    }
+    assert bucket_ports == {443}
+
+
+def test_with_step_jobs_the_run_worker_reaches_the_api_server_and_without_it_does_not(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    with_steps = render([CI_DIR / "network-policy-values.yaml"], sets=["dagster.stepJobs.enabled=true"])
+    api = {p["ipBlock"]["cidr"] for p in _egress_peers(with_steps, "runs") if "ipBlock" in p}
+    assert api == {"10.0.0.1/32", "172.18.0.2/32"}
+    without = rendered_matrix["network-policy"]
+    assert [p for p in _egress_peers(without, "runs") if "ipBlock" in p] == []
+
+
+def test_the_run_policy_selects_only_this_releases_run_pods(rendered_matrix: dict[str, Rendered]) -> None:
+    release = rendered_matrix["network-policy"]
+    policy = release.named("NetworkPolicy", "runs-net")
+    ours = _pods(release)["runs"]
+    other_release = {**ours, "app.kubernetes.io/instance": "another-release"}
+    assert _selects(policy["spec"]["podSelector"], ours)
+    assert not _selects(policy["spec"]["podSelector"], other_release)
 
 
 def _egress_peers(release: Rendered, component: str) -> list[Json]:
@@ -404,6 +448,7 @@ def test_external_database_and_s3_are_reached_on_their_own_ports() -> None:
             "externalPostgresql.port=6432",
             "externalPostgresql.existingSecret=db",
             "networkPolicy.externalCidrs[0]=10.20.0.0/16",
+            "dagster.stepJobs.enabled=false",  # else runs may also reach the API server (tested below)
         ],
     )
     external = [p for p in _egress_peers(release, "runs") if "ipBlock" in p]

@@ -69,6 +69,7 @@ are the ones dagster-k8s labels with dagster/run-id, launched by this chart's la
 {{- if eq $component "runs" }}
 matchLabels:
   app.kubernetes.io/part-of: floe-platform
+  app.kubernetes.io/instance: {{ $root.Release.Name }}
 matchExpressions:
   - {key: dagster/run-id, operator: Exists}
 {{- else }}
