@@ -113,7 +113,12 @@ def test_the_floeplatform_applied_is_floe_cr_of_the_e2e_platform(fake_tools: Pat
     applied = next(call for call in calls(fake_tools) if "apply" in call["args"])
     resource = yaml.safe_load(str(applied["stdin"]))
     assert (resource["kind"], resource["metadata"]["name"]) == ("FloePlatform", PLATFORM_NAME)
-    assert set(resource["spec"]["infrastructure"]["resource_profiles"]) == {"default", "transform", "tiny", "small"}
+    assert set(resource["spec"]["infrastructure"]["resource_profiles"]) == {
+        "default",
+        "transform",
+        "tiny",
+        "small",
+    }
 
 
 def test_failed_install_still_deletes_the_cluster(fake_tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
