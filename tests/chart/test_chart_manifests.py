@@ -15,7 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import CHART, CI_DIR, CI_NAMES, Rendered, containers, env_of, render, run_helm
+from chart_render import CHART, CI_DIR, CI_NAMES, HelmError, Rendered, containers, env_of, render, run_helm
 
 KUBERNETES_VERSION = "1.37.0"
 STANDARD_LABELS = (
@@ -323,6 +323,36 @@ def test_helm_test_pod_checks_webserver_and_bucket(default_release: Rendered) ->
     assert env["BUCKET"]["value"] == "dagster-compute-logs"
     scripts = default_release.named("ConfigMap", "scripts")["data"]
     assert scripts["smoke-test.py"] == (CHART / "files" / "smoke-test.py").read_text()
+
+
+def _workspace_locations(rendered: Rendered) -> list[str]:
+    workspace = yaml.safe_load(rendered.named("ConfigMap", "workspace")["data"]["workspace.yaml"])
+    return [entry["grpc_server"]["location_name"] for entry in workspace["load_from"]]
+
+
+def test_helm_test_runs_its_job_in_a_location_of_the_workspace(release: Rendered) -> None:
+    """The test pod launches its job in a code location the webserver knows: with several locations the
+    first of them, never userCode.locationName (not in that workspace, so the launch would fail)."""
+    env = env_of(release.named("Pod", "test")["spec"]["containers"][0])
+    locations = _workspace_locations(release)
+    assert env["LOCATION"]["value"] == locations[0], locations
+    dagster = release.values.get("dagster", {})
+    poll = dagster.get("runMonitoring", {}).get("pollIntervalSeconds", 120)
+    assert env["RUN_SECONDS"]["value"] == str(poll + 15)
+
+
+def test_helm_test_takes_the_named_location_and_refuses_one_not_in_the_workspace() -> None:
+    several = CI_DIR / "several-locations-values.yaml"
+    chosen = render([several], sets=["tests.run.location=ml"])
+    assert env_of(chosen.named("Pod", "test")["spec"]["containers"][0])["LOCATION"]["value"] == "ml"
+    with pytest.raises(HelmError) as refused:
+        render([several], sets=["tests.run.location=floe-demo"])
+    first_line = str(refused.value).splitlines()[0]
+    assert 'tests.run.location: "floe-demo" is not a code location of the workspace (sales, ml, finance)' in (
+        first_line
+    )
+    # Without a run, the location does not matter.
+    render([several], sets=["tests.run.location=floe-demo", "tests.run.job="])
 
 
 def test_notes_name_the_next_commands() -> None:

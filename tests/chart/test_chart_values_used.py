@@ -75,6 +75,15 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     },
     "computeLogBucketJob.enabled": {"platform": THREE_PROFILES["platform"]},
     "uninstallHook.": {"platform": THREE_PROFILES["platform"]},  # only with a FloePlatform to delete
+    # A location of the workspace other than the first (the one an empty value takes).
+    "tests.run.location": {
+        "userCode": {
+            "locations": [
+                {"name": "first", "module": "floe_demo.definitions"},
+                {"name": "changed", "module": "floe_demo.definitions"},
+            ]
+        }
+    },
     "networkPolicy.externalCidrs": {
         "networkPolicy": {"enabled": True},
         "postgresql": {"enabled": False},

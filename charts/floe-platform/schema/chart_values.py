@@ -543,9 +543,12 @@ class SmokeTestRun(ValuesModel):
     """The run `helm test` launches through the webserver's GraphQL API."""
 
     job: str = "floe_smoke_test"
-    """Job of userCode.locationName to launch on the default profile (floe_platform.dagster.smoke's
-    smoke_test_job; the demo location has it). It stays in progress past one run-monitoring poll and must
-    end in SUCCESS. Empty: no run, only /server_info and the bucket are checked."""
+    """Job of `location` to launch on the default profile (floe_platform.dagster.smoke's smoke_test_job;
+    the demo location has it). It stays in progress past one run-monitoring poll and must end in SUCCESS.
+    Empty: no run, only /server_info and the bucket are checked."""
+    location: str = ""
+    """Code location that has `job`: one of userCode.locations[].name. Empty: the first of
+    userCode.locations, else userCode.locationName."""
     timeout_seconds: int = Field(default=600, ge=1)
     """How long the test waits for the run to end."""
 
