@@ -30,6 +30,7 @@ from chart_render import CHART, ROOT, run_helm
 
 from floe_platform.codegen.crd import floe_platform_crd
 from floe_platform.config import ConfigError, parse_platform
+from testkit.helm import WITHOUT_CLUSTER
 
 CORPUS = sorted((Path(__file__).parent / "bad_chart_values").glob("*.yaml"))
 LATER = sorted((Path(__file__).parent / "later_gate_values").glob("*.yaml"))
@@ -44,7 +45,9 @@ def _first_line(path: Path, prefix: str) -> str:
 
 
 def _template(path: Path) -> CompletedProcess[str]:
-    return run_helm(["template", "floe", str(CHART), "--namespace", "floe", "--values", str(path)])
+    return run_helm(
+        ["template", "floe", str(CHART), "--namespace", "floe", "--values", str(path), *WITHOUT_CLUSTER]
+    )
 
 
 @pytest.fixture(scope="module")

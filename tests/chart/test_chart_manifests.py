@@ -17,6 +17,8 @@ import pytest
 import yaml
 from chart_render import CHART, CI_DIR, CI_NAMES, HelmError, Rendered, containers, env_of, render, run_helm
 
+from testkit.helm import WITHOUT_CLUSTER
+
 KUBERNETES_VERSION = "1.37.0"
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -49,7 +51,9 @@ def _component(doc: dict[str, Any]) -> str:
 @pytest.mark.parametrize("case", CI_NAMES)
 def test_helm_lint_strict_passes(case: str) -> None:
     """`helm lint --strict` (real helm v4) with each ci/ values file."""
-    result = run_helm(["lint", "--strict", str(CHART), "--values", str(CI_DIR / f"{case}-values.yaml")])
+    result = run_helm(
+        ["lint", "--strict", str(CHART), "--values", str(CI_DIR / f"{case}-values.yaml"), *WITHOUT_CLUSTER]
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -165,7 +169,15 @@ def test_an_empty_third_party_tag_is_refused_even_past_the_schema(key: str) -> N
     """The template refuses too (helm v4 with --skip-schema-validation): an empty tag never becomes
     `postgres:<chart version>`."""
     result = run_helm(
-        ["template", "floe", str(CHART), "--skip-schema-validation", "--set", f"{key}.image.tag="]
+        [
+            "template",
+            "floe",
+            str(CHART),
+            "--skip-schema-validation",
+            "--set",
+            f"{key}.image.tag=",
+            *WITHOUT_CLUSTER,
+        ]
     )
     assert result.returncode != 0
     assert f"{key}.image.tag is required" in result.stderr
@@ -357,7 +369,9 @@ def test_helm_test_takes_the_named_location_and_refuses_one_not_in_the_workspace
 
 def test_notes_name_the_next_commands() -> None:
     """NOTES.txt as `helm install --dry-run=client` (real helm v4, no cluster) prints it."""
-    result = run_helm(["install", "floe", str(CHART), "--namespace", "floe", "--dry-run=client"])
+    result = run_helm(
+        ["install", "floe", str(CHART), "--namespace", "floe", "--dry-run=client", *WITHOUT_CLUSTER]
+    )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     for command in (
