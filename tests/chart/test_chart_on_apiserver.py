@@ -33,6 +33,7 @@ from testkit.controlplane import (
     write_service_account_kubeconfig,
 )
 from testkit.controlplane.cluster import NODE_NAMES
+from testkit.helm import WITHOUT_CLUSTER
 from testkit.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.slow
@@ -294,6 +295,40 @@ def test_parity_values_install_and_every_workload_gets_ready(
     run(plane, "helm", "uninstall", RELEASE, "-n", ns, "--wait", "--timeout=90s")
 
 
+def test_the_gitops_guard_lets_helm_install_and_upgrade_through_and_gitops_values_take_their_secret(
+    control_plane: ControlPlane, control_plane_namespace: str
+) -> None:
+    """The guard against a generated password without a cluster (postgresql.auth.failWithoutCluster, on by
+    default) must never stop a real install: into a fresh namespace that holds no Secret at all, `helm
+    install` (no existingSecret) generates the password and `helm upgrade` reads the same one back. Then
+    ci/gitops-values.yaml installs as a second release once its Secret exists, and points the database at
+    it. `helm template` without a cluster refuses the same values (test_chart_values_used.py)."""
+    plane, ns = control_plane, control_plane_namespace
+    assert kubectl_json(plane, "get", "secrets", "-n", ns)["items"] == []
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    run(plane, "helm", "install", RELEASE, str(CHART), "-n", ns, "-f", str(values))
+    secret = f"{RELEASE}-floe-platform-postgresql"
+    password = kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"]
+    assert password
+    run(plane, "helm", "upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(values))
+    assert kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"] == password
+
+    run(plane, "kubectl", "create", "secret", "generic", "floe-postgresql", "-n", ns,
+        "--from-literal=postgresql-password=from-the-secret-manager")  # fmt: skip
+    gitops = CHART / "ci" / "gitops-values.yaml"
+    run(plane, "helm", "install", "gitops", str(CHART), "-n", ns, "-f", str(gitops))
+    gitops_objects = kubectl_json(
+        plane, "get", "secrets,statefulsets", "-n", ns, "-l", "app.kubernetes.io/instance=gitops"
+    )
+    assert [item["kind"] for item in gitops_objects["items"]].count("Secret") == 1  # LocalStack's keys only
+    (sts,) = [item for item in gitops_objects["items"] if item["kind"] == "StatefulSet"]
+    (postgres,) = sts["spec"]["template"]["spec"]["containers"]
+    password_env = next(env for env in postgres["env"] if env["name"] == "POSTGRES_PASSWORD")
+    assert password_env["valueFrom"]["secretKeyRef"]["name"] == "floe-postgresql"
+    for release in ("gitops", RELEASE):
+        run(plane, "helm", "uninstall", release, "-n", ns)
+
+
 LONG_VALUES = CHART / "ci" / "long-release-name-values.yaml"
 LONG_RELEASE = LONG_VALUES.read_text().split("\n", 1)[0].removeprefix("# release:").strip()
 
@@ -525,6 +560,7 @@ def test_the_pre_delete_hooks_role_is_exactly_list_and_delete_floeplatforms(
         "templates/uninstall-role.yaml",
         "-s",
         "templates/uninstall-rolebinding.yaml",
+        *WITHOUT_CLUSTER,
     ).stdout
     run_stdin(plane, rendered, "apply", "-n", ns, "-f", "-")
     hook_sa = f"{RELEASE}-floe-platform-uninstall"

@@ -415,9 +415,10 @@ class PostgresAuth(ValuesModel):
     """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
     generates a password that survives upgrades (read back with lookup). Set it for GitOps (Argo CD,
     `helm template`): without a cluster, every render makes a new password."""
-    fail_without_cluster: bool = False
+    fail_without_cluster: bool = True
     """Refuse to render a generated password without a cluster to read it back from (`helm template`, Argo
-    CD), so a GitOps setup that forgot existingSecret fails at its first render."""
+    CD), so a GitOps setup that forgot existingSecret fails at its first render. `false` renders anyway
+    (a throwaway preview); `helm install` and `helm upgrade` are never refused."""
 
 
 class Persistence(ValuesModel):
