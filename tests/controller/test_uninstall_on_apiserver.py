@@ -153,9 +153,7 @@ def test_a_platform_held_by_a_finalizer_makes_the_hook_give_up_naming_it(
     assert hook.returncode == 1
     lines = hook.stderr.strip().splitlines()
     assert len(lines) == 1, hook.stderr
-    assert lines[0].startswith(
-        f"floe delete-platforms: FloePlatforms still present in {ns} after 3 s: held;"
-    )
+    assert lines[0].startswith(f"floe delete-platforms: FloePlatforms still present in {ns} after 3 s: held;")
     assert "a finalizer holds them" in lines[0]
     assert f"kubectl -n {ns} get fp,pods" in lines[0]
     assert 3 <= elapsed < 3 + 10 * POLL_SECONDS
