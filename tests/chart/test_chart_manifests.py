@@ -9,13 +9,26 @@ checked as the invariants below, not enforced.
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import CHART, CI_DIR, CI_NAMES, HelmError, Rendered, containers, env_of, render, run_helm
+from chart_render import (
+    CHART,
+    CI_DIR,
+    CI_NAMES,
+    HelmError,
+    Rendered,
+    containers,
+    env_of,
+    release_name,
+    render,
+    run_helm,
+)
 
 from testkit.helm import WITHOUT_CLUSTER
 
@@ -365,6 +378,75 @@ def test_helm_test_takes_the_named_location_and_refuses_one_not_in_the_workspace
     )
     # Without a run, the location does not matter.
     render([several], sets=["tests.run.location=floe-demo", "tests.run.job="])
+
+
+# The project's images default to the appVersion; a user who pins them keeps them through a chart bump.
+PINNED_IMAGES = [f"{key}.image.tag=0.1.0" for key in ("webserver", "daemon", "userCode", "operator")]
+POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "Job")
+
+
+def _pod_templates(case: str, chart: Path) -> dict[tuple[str, str], Any]:
+    values = CI_DIR / f"{case}-values.yaml"
+    args = ["template", release_name(values), str(chart), "--namespace", "floe", "--values", str(values)]
+    pins = [arg for pin in PINNED_IMAGES for arg in ("--set", pin)]
+    result = run_helm([*args, *pins, *WITHOUT_CLUSTER])
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    versions = {doc["metadata"]["labels"]["helm.sh/chart"] for doc in docs if doc["kind"] == "ConfigMap"}
+    assert versions == {f"floe-platform-{yaml.safe_load((chart / 'Chart.yaml').read_text())['version']}"}
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc["spec"]["template"]
+        for doc in docs
+        if doc["kind"] in POD_TEMPLATE_KINDS
+    }
+
+
+@pytest.mark.parametrize("case", CI_NAMES)
+def test_a_chart_and_app_version_bump_leaves_every_pod_template_unchanged(case: str, tmp_path: Path) -> None:
+    """A chart bump alone restarts no pod: the chart copied with a new version and appVersion (the images
+    pinned, so nothing else changes) renders every Deployment's, StatefulSet's and Job's pod template as
+    before. helm.sh/chart and app.kubernetes.io/version stay on the objects, and no checksum annotation
+    hashes them in."""
+    bumped = tmp_path / "floe-platform"
+    shutil.copytree(CHART, bumped)
+    chart_yaml = yaml.safe_load((bumped / "Chart.yaml").read_text())
+    chart_yaml.update(version="0.2.0", appVersion="0.2.0")
+    (bumped / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    before, after = _pod_templates(case, CHART), _pod_templates(case, bumped)
+    assert any(kind == "Deployment" for kind, _name in before)
+    assert before.keys() == after.keys()
+    changed = [
+        f"{kind}/{name}" for (kind, name), template in before.items() if after[(kind, name)] != template
+    ]
+    assert changed == []
+    for template in before.values():
+        labels = template["metadata"]["labels"]
+        assert "helm.sh/chart" not in labels
+        assert "app.kubernetes.io/version" not in labels
+
+
+def test_a_changed_configuration_restarts_the_pods_that_read_it(default_release: Rendered) -> None:
+    """The checksum annotations hash the ConfigMaps' data: a new dagster.yaml setting or a new code location
+    changes the pod templates of the webserver and daemon (and the code server's for dagster.yaml)."""
+
+    def annotations(rendered: Rendered) -> dict[str, dict[str, str]]:
+        return {
+            doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]
+            for doc in rendered.of_kind("Deployment")
+            if _component(doc) in ("webserver", "daemon", "user-code")
+        }
+
+    before = annotations(default_release)
+    polled = annotations(render(sets=["dagster.runMonitoring.pollIntervalSeconds=60"]))
+    assert set(before) == set(polled)
+    assert len(before) == 3
+    for name, old in before.items():
+        assert polled[name]["checksum/instance"] != old["checksum/instance"], name
+    relocated = annotations(render(sets=["userCode.locationName=renamed"]))
+    for name, old in before.items():
+        if "checksum/workspace" in old:
+            assert relocated[name]["checksum/workspace"] != old["checksum/workspace"], name
+            assert relocated[name]["checksum/instance"] == old["checksum/instance"], name
 
 
 def test_notes_name_the_next_commands() -> None:

@@ -334,12 +334,14 @@ LONG_RELEASE = LONG_VALUES.read_text().split("\n", 1)[0].removeprefix("# release
 
 
 def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_runs_migrate_first(
-    control_plane: ControlPlane, control_plane_namespace: str
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
 ) -> None:
     """The longest release name Helm accepts: kube-apiserver accepts every object, kcm's StatefulSet
     controller creates the PostgreSQL pod (its controller-revision-hash label fits 63 characters, which a
     name over 52 would not), kwok runs it. Then `helm upgrade` creates the pre-upgrade migrate Job before it
-    changes any Deployment (the webserver's generation is still the old one while the Job exists)."""
+    changes any Deployment (the webserver's generation is still the old one while the Job exists). Last,
+    an upgrade to a chart with only a new version and appVersion leaves every workload's generation as it
+    was."""
     plane, ns = control_plane, control_plane_namespace
     instance = f"app.kubernetes.io/instance={LONG_RELEASE}"
     assert len(LONG_RELEASE) == 53
@@ -406,7 +408,43 @@ def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_ru
     assert not kubectl_json(
         plane, "get", "jobs", "-n", ns, "-l", f"{instance},app.kubernetes.io/component=migrate"
     )["items"]
+
+    # A chart bump alone (new version and appVersion, the images pinned) changes no pod template: neither
+    # the StatefulSet nor any Deployment gets a new generation, so kcm restarts nothing (no Postgres restart).
+    generations = _workload_generations(plane, ns, instance)
+    assert any(kind == "statefulsets" for kind, _name in generations)
+    bumped = _bumped_chart(tmp_path)
+    pinned = [
+        arg
+        for key in ("webserver", "daemon", "userCode", "operator")
+        for arg in ("--set", f"{key}.image.tag=0.1.0")
+    ]
+    run(plane, "helm", "upgrade", LONG_RELEASE, str(bumped), *install[3:], *pinned, "--set",
+        "webserver.podAnnotations.upgraded=yes", "--wait", "--timeout=120s")  # fmt: skip
+    assert _workload_generations(plane, ns, instance) == generations
+    (sts,) = kubectl_json(plane, "get", "statefulsets", "-n", ns, "-l", instance)["items"]
+    assert sts["metadata"]["labels"]["helm.sh/chart"] == "floe-platform-0.2.0"
+    for label in ("helm.sh/chart", "app.kubernetes.io/version"):
+        assert label not in sts["spec"]["template"]["metadata"]["labels"]
     run(plane, "helm", "uninstall", LONG_RELEASE, "-n", ns, "--wait", "--timeout=120s")
+
+
+def _workload_generations(plane: ControlPlane, namespace: str, selector: str) -> dict[tuple[str, str], int]:
+    return {
+        (kind, item["metadata"]["name"]): item["metadata"]["generation"]
+        for kind in ("deployments", "statefulsets")
+        for item in kubectl_json(plane, "get", kind, "-n", namespace, "-l", selector)["items"]
+    }
+
+
+def _bumped_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose version and appVersion are 0.2.0."""
+    bumped = tmp_path / "floe-platform"
+    shutil.copytree(CHART, bumped)
+    chart_yaml = yaml.safe_load((bumped / "Chart.yaml").read_text())
+    chart_yaml.update(version="0.2.0", appVersion="0.2.0")
+    (bumped / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    return bumped
 
 
 def _finish_pod_as_the_kubelet(plane: ControlPlane, namespace: str, pod: Json, exit_code: int) -> None:

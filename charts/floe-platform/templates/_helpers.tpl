@@ -47,6 +47,16 @@ differ only at the end get different names. Names that fit are unchanged.
 {{- end }}
 {{- end }}
 
+{{/*
+Hash of a ConfigMap's data, for a pod annotation that restarts the pods when their configuration changes:
+call with (list $ "instance-configmap"). Only the data: the ConfigMap's labels carry the chart version,
+which alone must restart nothing.
+*/}}
+{{- define "floe.configChecksum" -}}
+{{- $root := index . 0 }}
+{{- (include (print $root.Template.BasePath "/" (index . 1) ".yaml") $root | fromYaml).data | toJson | sha256sum }}
+{{- end }}
+
 {{/* Components whose name is a StatefulSet's: at most 52 characters. */}}
 {{- define "floe.nameLimits" -}}
 {{- dict "postgresql" 52 | toJson }}
