@@ -260,6 +260,57 @@ def test_long_running_containers_have_probes(release: Rendered) -> None:
                 assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, name
 
 
+DAGSTER_SERVICES = {"webserver", "webserver-read-only", "daemon", "user-code"}
+
+
+def test_every_service_that_needs_the_database_waits_for_it_and_has_a_startup_probe(
+    release: Rendered,
+) -> None:
+    """Each long-running pod whose containers read the database password (found from the pods, not listed:
+    the webserver and its read-only twin, the daemon, every code server) first waits for PostgreSQL in its
+    init container, at the address dagster.yaml names and with the same Secret, and each of its containers
+    has a startup probe. The pre-upgrade migrate Job runs while the database already does."""
+    postgres = release.dagster_yaml()["run_storage"]["config"]["postgres_db"]
+    needing = []
+    for doc in release.of_kind("Deployment"):
+        pod = doc["spec"]["template"]["spec"]
+        passwords = [
+            env_of(c)["DAGSTER_PG_PASSWORD"] for c in pod["containers"] if "DAGSTER_PG_PASSWORD" in env_of(c)
+        ]
+        if not passwords:
+            assert _component(doc) not in DAGSTER_SERVICES, doc["metadata"]["name"]
+            continue
+        needing.append(doc)
+        name = doc["metadata"]["name"]
+        (wait,) = pod.get("initContainers", [])
+        assert wait["name"] == "wait-for-postgres", name
+        wait_env = env_of(wait)
+        assert wait_env["PGHOST"]["value"] == postgres["hostname"], name
+        assert wait_env["PGPORT"]["value"] == str(postgres["port"]), name
+        assert wait_env["PGUSER"]["value"] == postgres["username"], name
+        assert wait_env["DAGSTER_PG_PASSWORD"]["valueFrom"] == passwords[0]["valueFrom"], name
+        for container in pod["containers"]:
+            assert "startupProbe" in container, f"{name}/{container['name']}"
+    components = [_component(doc) for doc in needing]
+    assert {"webserver", "daemon", "user-code"} <= set(components)
+    workspace = yaml.safe_load(release.named("ConfigMap", "workspace")["data"]["workspace.yaml"])
+    assert components.count("user-code") == len(workspace["load_from"])
+    if release.values.get("webserver", {}).get("readOnly", {}).get("enabled"):
+        assert "webserver-read-only" in components
+
+
+def test_the_operator_is_ready_only_once_it_serves_healthz(release: Rendered) -> None:
+    """kopf serves /healthz after its startup handlers ran: readiness and startup probes both ask it."""
+    for doc in release.of_kind("Deployment"):
+        if _component(doc) == "operator":
+            (operator,) = doc["spec"]["template"]["spec"]["containers"]
+            for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
+                assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+            assert {"name": "health", "containerPort": 8080} in [
+                {key: port[key] for key in ("name", "containerPort")} for port in operator["ports"]
+            ]
+
+
 def test_daemon_liveness_check_has_a_real_timeout(default_release: Rendered) -> None:
     """The 1 s default crash-looped floe-runtime's daemon; the check reads Postgres heartbeats."""
     daemon = default_release.named("Deployment", "daemon")["spec"]["template"]["spec"]["containers"][0]
