@@ -129,3 +129,7 @@ def test_counts_by_gate(outcomes: dict[str, CompletedProcess[str]]) -> None:
     documented = (ROOT / "docs" / "bad-input.md").read_text()
     stale = [row for row in rows if re.sub(r"\s+", " ", row) not in documented]
     assert not stale, f"docs/bad-input.md lacks these rows (update it from this output): {stale}"
+    bench = (ROOT / "docs" / "bench.md").read_text()
+    summary = f"{len(CORPUS) + len(LATER)} bad values files: the {len(CORPUS)} in `bad_chart_values/`"
+    assert summary in bench, f"docs/bench.md's fault table must say: {summary} ..."
+    assert f"the {len(LATER)} in `later_gate_values/`" in bench
