@@ -306,17 +306,19 @@ def test_the_gitops_guard_lets_helm_install_and_upgrade_through_and_gitops_value
     plane, ns = control_plane, control_plane_namespace
     assert kubectl_json(plane, "get", "secrets", "-n", ns)["items"] == []
     values = CHART / "ci" / "compute-logs-off-values.yaml"
-    run(plane, "helm", "install", RELEASE, str(CHART), "-n", ns, "-f", str(values))
+    # No volume: the guard is about the Secret, and the control plane's pool of volumes is small.
+    no_volume = ["--set", "postgresql.persistence.enabled=false"]
+    run(plane, "helm", "install", RELEASE, str(CHART), "-n", ns, "-f", str(values), *no_volume)
     secret = f"{RELEASE}-floe-platform-postgresql"
     password = kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"]
     assert password
-    run(plane, "helm", "upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(values))
+    run(plane, "helm", "upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(values), *no_volume)
     assert kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"] == password
 
     run(plane, "kubectl", "create", "secret", "generic", "floe-postgresql", "-n", ns,
         "--from-literal=postgresql-password=from-the-secret-manager")  # fmt: skip
     gitops = CHART / "ci" / "gitops-values.yaml"
-    run(plane, "helm", "install", "gitops", str(CHART), "-n", ns, "-f", str(gitops))
+    run(plane, "helm", "install", "gitops", str(CHART), "-n", ns, "-f", str(gitops), *no_volume)
     gitops_objects = kubectl_json(
         plane, "get", "secrets,statefulsets", "-n", ns, "-l", "app.kubernetes.io/instance=gitops"
     )
@@ -427,6 +429,65 @@ def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_ru
     for label in ("helm.sh/chart", "app.kubernetes.io/version"):
         assert label not in sts["spec"]["template"]["metadata"]["labels"]
     run(plane, "helm", "uninstall", LONG_RELEASE, "-n", ns, "--wait", "--timeout=120s")
+
+
+def test_the_readmes_postgres_storage_procedure_replaces_the_statefulset_keeping_pod_and_claim(
+    control_plane: ControlPlane, control_plane_namespace: str
+) -> None:
+    """The README's Upgrade section, on the real kube-apiserver and kcm: an upgrade that changes
+    postgresql.persistence.size fails with the error the README quotes (volumeClaimTemplates are
+    immutable); `kubectl delete statefulset --cascade=orphan` then the same upgrade succeeds, and the new
+    StatefulSet adopts the running pod and keeps its claim (same UIDs). Not shown: resizing the claim
+    itself (`kubectl patch pvc`), which needs a StorageClass that allows expansion and a dynamically
+    provisioned volume; this control plane's volumes are static. The claim's class names none here, so it
+    stays Pending and takes no volume from the control plane's small pool."""
+    plane, ns = control_plane, control_plane_namespace
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    sts_name = f"{RELEASE}-floe-platform-postgresql"
+    base = ["-n", ns, "-f", str(values), "--set", "postgresql.persistence.storageClass=no-volume-here"]
+    run(plane, "helm", "install", RELEASE, str(CHART), *base)
+
+    def pod_and_claim() -> tuple[Json, Json] | None:
+        pods = kubectl_json(plane, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=postgresql")
+        claims = kubectl_json(plane, "get", "pvc", "-n", ns)["items"]
+        return (pods["items"][0], claims[0]) if pods["items"] and claims else None
+
+    pod, claim = wait_for("the StatefulSet's pod and claim", pod_and_claim, 60)
+    assert claim["metadata"]["name"] == f"data-{sts_name}-0"
+    bigger = [*base, "--set", "postgresql.persistence.size=20Gi"]
+    refused = subprocess.run(
+        [tool("helm"), f"--kubeconfig={plane.kubeconfig}", "upgrade", RELEASE, str(CHART), *bigger],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert refused.returncode != 0
+    said = f'StatefulSet.apps "{sts_name}" is invalid: spec.volumeClaimTemplates: Invalid value: '
+    assert said in refused.stderr, refused.stderr
+    assert refused.stderr.rstrip().endswith("field is immutable"), refused.stderr
+    readme = " ".join((CHART / "README.md").read_text().split())
+    quoted = (
+        'StatefulSet.apps "...-postgresql" is invalid: spec.volumeClaimTemplates: Invalid value: ...: '
+        "field is immutable"
+    )
+    assert quoted in readme
+
+    run(plane, "kubectl", "-n", ns, "delete", "statefulset", sts_name, "--cascade=orphan")
+    run(plane, "helm", "upgrade", RELEASE, str(CHART), *bigger)
+    sts = kubectl_json(plane, "get", "statefulset", sts_name, "-n", ns)
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+    def adopted() -> Json | None:
+        now = kubectl_json(plane, "get", "pod", pod["metadata"]["name"], "-n", ns)
+        owners = now["metadata"].get("ownerReferences") or []
+        return now if [owner["uid"] for owner in owners] == [sts["metadata"]["uid"]] else None
+
+    adopted_pod = wait_for("the new StatefulSet to adopt the orphaned pod", adopted, 60)
+    assert adopted_pod["metadata"]["uid"] == pod["metadata"]["uid"]
+    kept = kubectl_json(plane, "get", "pvc", claim["metadata"]["name"], "-n", ns)
+    assert kept["metadata"]["uid"] == claim["metadata"]["uid"]
+    run(plane, "helm", "uninstall", RELEASE, "-n", ns)
 
 
 def _workload_generations(plane: ControlPlane, namespace: str, selector: str) -> dict[tuple[str, str], int]:
