@@ -18,6 +18,7 @@ from testkit.controlplane.cluster import (
     write_service_account_kubeconfig,
 )
 from testkit.controlplane.kubeapi import wait_for
+from testkit.helm import WITHOUT_CLUSTER
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "floe-platform"
@@ -49,7 +50,7 @@ def chart_objects(namespace: str, kinds: tuple[str, ...], name: str | None = Non
     """Objects of ``kinds`` (named ``name``, if given) as `helm template --include-crds` renders them for a
     release ``floe`` in ``namespace`` with default values, as one YAML stream."""
     rendered = subprocess.run(
-        [tool("helm"), "template", "floe", str(CHART), "-n", namespace, "--include-crds"],
+        [tool("helm"), "template", "floe", str(CHART), "-n", namespace, "--include-crds", *WITHOUT_CLUSTER],
         capture_output=True,
         text=True,
         check=True,

@@ -36,7 +36,8 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # kwok manages only Nodes carrying this annotation, so it never touches a real node.
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 NODE_NAMES = ("kwok-node-0", "kwok-node-1")
-PV_POOL_SIZE, PV_SIZE = 10, "50Gi"
+# A released volume is never bound again (Retain), so the pool covers a whole session's chart installs.
+PV_POOL_SIZE, PV_SIZE = 30, "50Gi"
 # Stop order: the clients first, etcd last, so nobody logs a storm of connection errors.
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}

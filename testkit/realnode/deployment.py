@@ -46,6 +46,7 @@ from floe_platform.config import load_platform_text
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from testkit.controlplane import ControlPlane, wait_for, write_service_account_kubeconfig
+from testkit.helm import WITHOUT_CLUSTER
 from testkit.realnode.images import E2E_IMAGE
 from testkit.realnode.node import RealNode
 
@@ -73,7 +74,14 @@ def helm_template(platform: dict[str, Any], namespace: str, scratch: Path) -> li
     values = scratch / "values.yaml"
     values.write_text(yaml.safe_dump({"platform": platform}))
     output = subprocess.run(
-        [helm, "template", "floe", str(ROOT / "charts/floe-platform"), "-n", namespace, "-f", str(values)],
+        [
+            helm,
+            "template",
+            "floe",
+            str(ROOT / "charts/floe-platform"),
+            *("-n", namespace, "-f", str(values)),
+            *WITHOUT_CLUSTER,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from testkit.helm import WITHOUT_CLUSTER
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "floe-platform"
 CI_DIR = CHART / "ci"
@@ -40,8 +42,13 @@ def release_name(values_file: Path) -> str:
 
 
 def template_args(
-    values_files: Sequence[Path] = (), sets: Sequence[str] = (), release: str = RELEASE
+    values_files: Sequence[Path] = (),
+    sets: Sequence[str] = (),
+    release: str = RELEASE,
+    gitops_guard: bool = False,
 ) -> list[str]:
+    """`helm template` arguments. Without ``gitops_guard`` the render opts out of the chart's refusal to
+    generate a PostgreSQL password without a cluster (testkit/helm.py); the values files may still set it."""
     args = [
         "template",
         release,
@@ -52,6 +59,8 @@ def template_args(
         "--kube-version",
         KUBE_VERSION,
     ]
+    if not gitops_guard:
+        args += WITHOUT_CLUSTER
     for path in values_files:
         args += ["--values", str(path)]
     for assignment in sets:
@@ -59,9 +68,15 @@ def template_args(
     return args
 
 
-def render(values_files: Sequence[Path] = (), sets: Sequence[str] = (), release: str = RELEASE) -> Rendered:
-    """`helm template` with the given values; raises with helm's message when it fails."""
-    result = run_helm(template_args(values_files, sets, release))
+def render(
+    values_files: Sequence[Path] = (),
+    sets: Sequence[str] = (),
+    release: str = RELEASE,
+    gitops_guard: bool = False,
+) -> Rendered:
+    """`helm template` with the given values; raises with helm's message when it fails. ``gitops_guard``:
+    keep the chart's guard against a generated password without a cluster (see template_args)."""
+    result = run_helm(template_args(values_files, sets, release, gitops_guard))
     if result.returncode != 0:
         raise HelmError(result.stderr.strip())
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]

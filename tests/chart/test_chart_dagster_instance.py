@@ -16,7 +16,7 @@ import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
-from chart_render import CI_DIR, HelmError, Rendered, render
+from chart_render import CI_DIR, HelmError, Rendered, containers, env_of, render
 from dagster._config import process_config, resolve_to_config_type
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config, get_tick_retention_settings
@@ -249,6 +249,33 @@ def test_own_s3_gets_the_bucket_job_only_when_opted_in(rendered_matrix: dict[str
     assert env["S3_ENDPOINT"]["value"] == "https://s3.eu-west-1.amazonaws.com"
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "floe-lake-s3"
     assert container["command"] == ["python", "/opt/floe/scripts/create-bucket.py"]
+
+
+def _applies_retention(release: Rendered) -> list[str]:
+    """The workloads that put a lifecycle rule on the compute-log bucket (they get RETENTION_DAYS)."""
+    return sorted(
+        doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        for doc, pod in release.workloads()
+        if any("RETENTION_DAYS" in env_of(container) for container in containers(pod))
+    )
+
+
+def test_the_retention_days_doc_promises_expiry_exactly_where_the_chart_applies_it(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    """platform.yaml's retention_days says when objects expire; the chart must do exactly that: the built-in
+    S3 always (LocalStack's start hook), your own S3 only with computeLogBucketJob.enabled (the Job)."""
+    doc = " ".join((ComputeLogs.model_fields["retention_days"].description or "").split())
+    assert (
+        "always on the built-in S3, on your own S3 only with the chart's computeLogBucketJob.enabled" in doc
+    )
+    assert "Otherwise nothing expires" in doc
+    assert _applies_retention(rendered_matrix["default"]) == ["localstack"]
+    own_s3 = CI_DIR / "three-profiles-values.yaml"
+    assert _applies_retention(rendered_matrix["three-profiles"]) == []
+    assert _applies_retention(render([own_s3], sets=["computeLogBucketJob.enabled=true"])) == [
+        "create-bucket"
+    ]
 
 
 def test_instance_yaml_is_plain_yaml_without_templating_leftovers(release: Rendered) -> None:

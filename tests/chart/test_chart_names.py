@@ -24,12 +24,31 @@ DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Kinds whose name becomes a label value or a DNS label (63), and the StatefulSet's own tighter limit.
 LIMITS = {"StatefulSet": 52}
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+# A location name of 40 characters, the longest the values schema allows.
+LONGEST_LOCATION = "l" * 40
 VARIANTS = {
     "long-release-name": [LONG_VALUES],
     "three-profiles-own-s3-bucket-job": [CI_DIR / "three-profiles-values.yaml"],
     "cluster-wide": [CI_DIR / "cluster-wide-values.yaml"],
+    # Every optional object at once: code locations (one with the longest name), the read-only webserver
+    # and its Ingress, PodDisruptionBudgets, NetworkPolicies, the step executor's objects, the bucket Job.
+    "every-optional-object": [
+        CI_DIR / "three-profiles-values.yaml",
+        CI_DIR / "several-locations-values.yaml",
+        CI_DIR / "ingress-read-only-values.yaml",
+        CI_DIR / "network-policy-values.yaml",
+    ],
 }
-VARIANT_SETS = {"three-profiles-own-s3-bucket-job": ["computeLogBucketJob.enabled=true"]}
+VARIANT_SETS = {
+    "three-profiles-own-s3-bucket-job": ["computeLogBucketJob.enabled=true"],
+    "every-optional-object": [
+        "computeLogBucketJob.enabled=true",
+        "dagster.stepJobs.enabled=true",
+        f"userCode.locations[2].name={LONGEST_LOCATION}",
+    ],
+}
+# Two releases of the longest length that differ only in their last character.
+TWIN_RELEASES = (LONG_RELEASE, LONG_RELEASE[:-1] + chr(ord(LONG_RELEASE[-1]) + 1))
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -87,6 +106,36 @@ def test_long_names_of_one_release_stay_distinct_and_keep_the_component(long_rel
     for sts in statefulsets:
         assert sts["metadata"]["name"].endswith("-postgresql")
         assert sts["spec"]["serviceName"].endswith("-postgresql-headless")
+
+
+@pytest.mark.parametrize("variant", ["every-optional-object", "cluster-wide"])
+def test_two_long_releases_differing_only_at_the_end_share_no_object_name(variant: str) -> None:
+    """Installed side by side in one namespace, no object of one release may take the name of the
+    other's: each name the chart shortens keeps a hash of the whole release name. Not generated: the CRD
+    (one per cluster) and the FloePlatform (named by platform.yaml's platform.name)."""
+    first, second = (
+        render(VARIANTS[variant], VARIANT_SETS.get(variant, ()), release) for release in TWIN_RELEASES
+    )
+    names = []
+    for rendered in (first, second):
+        named = {(doc["kind"], doc["metadata"]["name"]) for doc in rendered.docs}
+        named -= {
+            (kind, name) for kind, name in named if kind in {"CustomResourceDefinition", "FloePlatform"}
+        }
+        for kind, name in named:
+            assert len(name) <= LIMITS.get(kind, 63), f"{kind}/{name}"
+        names.append(named)
+    assert len(names[0]) == len(names[1]) > 20
+    assert names[0].isdisjoint(names[1]), sorted(names[0] & names[1])
+
+
+def test_the_longest_location_name_keeps_its_name_whole() -> None:
+    rendered = render(
+        VARIANTS["every-optional-object"], VARIANT_SETS["every-optional-object"], release=LONG_RELEASE
+    )
+    assert any(
+        doc["metadata"]["name"].endswith(f"-code-{LONGEST_LOCATION}") for doc in rendered.of_kind("Service")
+    )
 
 
 def test_short_release_names_are_unchanged() -> None:

@@ -33,6 +33,7 @@ from testkit.controlplane import (
     write_service_account_kubeconfig,
 )
 from testkit.controlplane.cluster import NODE_NAMES
+from testkit.helm import WITHOUT_CLUSTER
 from testkit.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.slow
@@ -294,17 +295,55 @@ def test_parity_values_install_and_every_workload_gets_ready(
     run(plane, "helm", "uninstall", RELEASE, "-n", ns, "--wait", "--timeout=90s")
 
 
+def test_the_gitops_guard_lets_helm_install_and_upgrade_through_and_gitops_values_take_their_secret(
+    control_plane: ControlPlane, control_plane_namespace: str
+) -> None:
+    """The guard against a generated password without a cluster (postgresql.auth.failWithoutCluster, on by
+    default) must never stop a real install: into a fresh namespace that holds no Secret at all, `helm
+    install` (no existingSecret) generates the password and `helm upgrade` reads the same one back. Then
+    ci/gitops-values.yaml installs as a second release once its Secret exists, and points the database at
+    it. `helm template` without a cluster refuses the same values (test_chart_values_used.py)."""
+    plane, ns = control_plane, control_plane_namespace
+    assert kubectl_json(plane, "get", "secrets", "-n", ns)["items"] == []
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    # No volume: the guard is about the Secret, and the control plane's pool of volumes is small.
+    no_volume = ["--set", "postgresql.persistence.enabled=false"]
+    run(plane, "helm", "install", RELEASE, str(CHART), "-n", ns, "-f", str(values), *no_volume)
+    secret = f"{RELEASE}-floe-platform-postgresql"
+    password = kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"]
+    assert password
+    run(plane, "helm", "upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(values), *no_volume)
+    assert kubectl_json(plane, "get", "secret", secret, "-n", ns)["data"]["postgresql-password"] == password
+
+    run(plane, "kubectl", "create", "secret", "generic", "floe-postgresql", "-n", ns,
+        "--from-literal=postgresql-password=from-the-secret-manager")  # fmt: skip
+    gitops = CHART / "ci" / "gitops-values.yaml"
+    run(plane, "helm", "install", "gitops", str(CHART), "-n", ns, "-f", str(gitops), *no_volume)
+    gitops_objects = kubectl_json(
+        plane, "get", "secrets,statefulsets", "-n", ns, "-l", "app.kubernetes.io/instance=gitops"
+    )
+    assert [item["kind"] for item in gitops_objects["items"]].count("Secret") == 1  # LocalStack's keys only
+    (sts,) = [item for item in gitops_objects["items"] if item["kind"] == "StatefulSet"]
+    (postgres,) = sts["spec"]["template"]["spec"]["containers"]
+    password_env = next(env for env in postgres["env"] if env["name"] == "POSTGRES_PASSWORD")
+    assert password_env["valueFrom"]["secretKeyRef"]["name"] == "floe-postgresql"
+    for release in ("gitops", RELEASE):
+        run(plane, "helm", "uninstall", release, "-n", ns)
+
+
 LONG_VALUES = CHART / "ci" / "long-release-name-values.yaml"
 LONG_RELEASE = LONG_VALUES.read_text().split("\n", 1)[0].removeprefix("# release:").strip()
 
 
 def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_runs_migrate_first(
-    control_plane: ControlPlane, control_plane_namespace: str
+    control_plane: ControlPlane, control_plane_namespace: str, tmp_path: Path
 ) -> None:
     """The longest release name Helm accepts: kube-apiserver accepts every object, kcm's StatefulSet
     controller creates the PostgreSQL pod (its controller-revision-hash label fits 63 characters, which a
     name over 52 would not), kwok runs it. Then `helm upgrade` creates the pre-upgrade migrate Job before it
-    changes any Deployment (the webserver's generation is still the old one while the Job exists)."""
+    changes any Deployment (the webserver's generation is still the old one while the Job exists). Last,
+    an upgrade to a chart with only a new version and appVersion leaves every workload's generation as it
+    was."""
     plane, ns = control_plane, control_plane_namespace
     instance = f"app.kubernetes.io/instance={LONG_RELEASE}"
     assert len(LONG_RELEASE) == 53
@@ -371,7 +410,102 @@ def test_53_character_release_installs_its_statefulset_gets_a_pod_and_upgrade_ru
     assert not kubectl_json(
         plane, "get", "jobs", "-n", ns, "-l", f"{instance},app.kubernetes.io/component=migrate"
     )["items"]
+
+    # A chart bump alone (new version and appVersion, the images pinned) changes no pod template: neither
+    # the StatefulSet nor any Deployment gets a new generation, so kcm restarts nothing (no Postgres restart).
+    generations = _workload_generations(plane, ns, instance)
+    assert any(kind == "statefulsets" for kind, _name in generations)
+    bumped = _bumped_chart(tmp_path)
+    pinned = [
+        arg
+        for key in ("webserver", "daemon", "userCode", "operator")
+        for arg in ("--set", f"{key}.image.tag=0.1.0")
+    ]
+    run(plane, "helm", "upgrade", LONG_RELEASE, str(bumped), *install[3:], *pinned, "--set",
+        "webserver.podAnnotations.upgraded=yes", "--wait", "--timeout=120s")  # fmt: skip
+    assert _workload_generations(plane, ns, instance) == generations
+    (sts,) = kubectl_json(plane, "get", "statefulsets", "-n", ns, "-l", instance)["items"]
+    assert sts["metadata"]["labels"]["helm.sh/chart"] == "floe-platform-0.2.0"
+    for label in ("helm.sh/chart", "app.kubernetes.io/version"):
+        assert label not in sts["spec"]["template"]["metadata"]["labels"]
     run(plane, "helm", "uninstall", LONG_RELEASE, "-n", ns, "--wait", "--timeout=120s")
+
+
+def test_the_readmes_postgres_storage_procedure_replaces_the_statefulset_keeping_pod_and_claim(
+    control_plane: ControlPlane, control_plane_namespace: str
+) -> None:
+    """The README's Upgrade section, on the real kube-apiserver and kcm: an upgrade that changes
+    postgresql.persistence.size fails with the error the README quotes (volumeClaimTemplates are
+    immutable); `kubectl delete statefulset --cascade=orphan` then the same upgrade succeeds, and the new
+    StatefulSet adopts the running pod and keeps its claim (same UIDs). Not shown: resizing the claim
+    itself (`kubectl patch pvc`), which needs a StorageClass that allows expansion and a dynamically
+    provisioned volume; this control plane's volumes are static. The claim's class names none here, so it
+    stays Pending and takes no volume from the control plane's small pool."""
+    plane, ns = control_plane, control_plane_namespace
+    values = CHART / "ci" / "compute-logs-off-values.yaml"
+    sts_name = f"{RELEASE}-floe-platform-postgresql"
+    base = ["-n", ns, "-f", str(values), "--set", "postgresql.persistence.storageClass=no-volume-here"]
+    run(plane, "helm", "install", RELEASE, str(CHART), *base)
+
+    def pod_and_claim() -> tuple[Json, Json] | None:
+        pods = kubectl_json(plane, "get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=postgresql")
+        claims = kubectl_json(plane, "get", "pvc", "-n", ns)["items"]
+        return (pods["items"][0], claims[0]) if pods["items"] and claims else None
+
+    pod, claim = wait_for("the StatefulSet's pod and claim", pod_and_claim, 60)
+    assert claim["metadata"]["name"] == f"data-{sts_name}-0"
+    bigger = [*base, "--set", "postgresql.persistence.size=20Gi"]
+    refused = subprocess.run(
+        [tool("helm"), f"--kubeconfig={plane.kubeconfig}", "upgrade", RELEASE, str(CHART), *bigger],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert refused.returncode != 0
+    said = f'StatefulSet.apps "{sts_name}" is invalid: spec.volumeClaimTemplates: Invalid value: '
+    assert said in refused.stderr, refused.stderr
+    assert refused.stderr.rstrip().endswith("field is immutable"), refused.stderr
+    readme = " ".join((CHART / "README.md").read_text().split())
+    quoted = (
+        'StatefulSet.apps "...-postgresql" is invalid: spec.volumeClaimTemplates: Invalid value: ...: '
+        "field is immutable"
+    )
+    assert quoted in readme
+
+    run(plane, "kubectl", "-n", ns, "delete", "statefulset", sts_name, "--cascade=orphan")
+    run(plane, "helm", "upgrade", RELEASE, str(CHART), *bigger)
+    sts = kubectl_json(plane, "get", "statefulset", sts_name, "-n", ns)
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+    def adopted() -> Json | None:
+        now = kubectl_json(plane, "get", "pod", pod["metadata"]["name"], "-n", ns)
+        owners = now["metadata"].get("ownerReferences") or []
+        return now if [owner["uid"] for owner in owners] == [sts["metadata"]["uid"]] else None
+
+    adopted_pod = wait_for("the new StatefulSet to adopt the orphaned pod", adopted, 60)
+    assert adopted_pod["metadata"]["uid"] == pod["metadata"]["uid"]
+    kept = kubectl_json(plane, "get", "pvc", claim["metadata"]["name"], "-n", ns)
+    assert kept["metadata"]["uid"] == claim["metadata"]["uid"]
+    run(plane, "helm", "uninstall", RELEASE, "-n", ns)
+
+
+def _workload_generations(plane: ControlPlane, namespace: str, selector: str) -> dict[tuple[str, str], int]:
+    return {
+        (kind, item["metadata"]["name"]): item["metadata"]["generation"]
+        for kind in ("deployments", "statefulsets")
+        for item in kubectl_json(plane, "get", kind, "-n", namespace, "-l", selector)["items"]
+    }
+
+
+def _bumped_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose version and appVersion are 0.2.0."""
+    bumped = tmp_path / "floe-platform"
+    shutil.copytree(CHART, bumped)
+    chart_yaml = yaml.safe_load((bumped / "Chart.yaml").read_text())
+    chart_yaml.update(version="0.2.0", appVersion="0.2.0")
+    (bumped / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml))
+    return bumped
 
 
 def _finish_pod_as_the_kubelet(plane: ControlPlane, namespace: str, pod: Json, exit_code: int) -> None:
@@ -525,6 +659,7 @@ def test_the_pre_delete_hooks_role_is_exactly_list_and_delete_floeplatforms(
         "templates/uninstall-role.yaml",
         "-s",
         "templates/uninstall-rolebinding.yaml",
+        *WITHOUT_CLUSTER,
     ).stdout
     run_stdin(plane, rendered, "apply", "-n", ns, "-f", "-")
     hook_sa = f"{RELEASE}-floe-platform-uninstall"

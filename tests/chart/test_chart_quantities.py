@@ -18,6 +18,7 @@ import yaml
 from chart_render import CHART, run_helm
 
 from floe_platform.config.quantity import QUANTITY_PATTERN, QuantityError, parse_quantity
+from testkit.helm import WITHOUT_CLUSTER
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -98,7 +99,9 @@ def test_helm_refuses_a_wrong_unit_at_every_quantity_naming_each_path(tmp_path: 
         _set(bad, path, "512Mb" if index % 2 else "2GB")
     values = tmp_path / "bad-quantities.yaml"
     values.write_text(yaml.safe_dump(bad))
-    result = run_helm(["template", "floe", str(CHART), "--namespace", "floe", "--values", str(values)])
+    result = run_helm(
+        ["template", "floe", str(CHART), "--namespace", "floe", "--values", str(values), *WITHOUT_CLUSTER]
+    )
     assert result.returncode != 0
     assert result.stdout == ""
     missing = [path for path in paths if f"at '/{'/'.join(path)}'" not in result.stderr]

@@ -140,7 +140,9 @@ def _probe_chart(tmp_path: Path, existing: dict[str, Any]) -> Path:
     (probe / "templates").mkdir(parents=True)
     shutil.copytree(CHART, probe / "charts" / "floe-platform", ignore=shutil.ignore_patterns("ci"))
     (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
-    (probe / "values.yaml").write_text(yaml.safe_dump({"existing": existing}))
+    # The subchart renders without a cluster here: its guard against that is opted out of (testkit/helm.py).
+    opt_out = {"postgresql": {"auth": {"failWithoutCluster": False}}}
+    (probe / "values.yaml").write_text(yaml.safe_dump({"existing": existing, "floe-platform": opt_out}))
     (probe / "templates" / "probe.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n"
         '  value: {{ include "floe.keptOrNewSecretValue" (list .Values.existing "postgresql-password") }}\n'
@@ -150,7 +152,15 @@ def _probe_chart(tmp_path: Path, existing: dict[str, Any]) -> Path:
 
 def _probe_value(chart: Path) -> str:
     result = run_helm(
-        ["template", "floe", str(chart), "--namespace", "floe", "--show-only", "templates/probe.yaml"]
+        [
+            "template",
+            "floe",
+            str(chart),
+            "--namespace",
+            "floe",
+            "--show-only",
+            "templates/probe.yaml",
+        ]
     )
     assert result.returncode == 0, result.stderr
     value: str = yaml.safe_load(result.stdout)["data"]["value"]

@@ -75,6 +75,15 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     },
     "computeLogBucketJob.enabled": {"platform": THREE_PROFILES["platform"]},
     "uninstallHook.": {"platform": THREE_PROFILES["platform"]},  # only with a FloePlatform to delete
+    # A location of the workspace other than the first (the one an empty value takes).
+    "tests.run.location": {
+        "userCode": {
+            "locations": [
+                {"name": "first", "module": "floe_demo.definitions"},
+                {"name": "changed", "module": "floe_demo.definitions"},
+            ]
+        }
+    },
     "networkPolicy.externalCidrs": {
         "networkPolicy": {"enabled": True},
         "postgresql": {"enabled": False},
@@ -225,11 +234,16 @@ def test_every_key_not_rendered_is_in_the_schema() -> None:
 
 
 def test_the_gitops_guard_refuses_to_render_without_a_cluster_and_an_existing_secret(tmp_path: Path) -> None:
-    """`helm template` has no cluster: with the guard on and no existing Secret it fails in one line that
-    names the value and the fix; an existing Secret satisfies it."""
-    guard = {"postgresql": {"auth": {"failWithoutCluster": True}}}
-    with pytest.raises(AssertionError) as refused:
-        _render(tmp_path, "guarded", guard)
-    assert "postgresql.auth.existingSecret: rendering without a cluster" in str(refused.value)
-    with_secret = _merge(guard, {"postgresql": {"auth": {"existingSecret": "floe-db"}}})
-    assert _render(tmp_path, "with-secret", with_secret)
+    """`helm template` has no cluster: by default, without an existing Secret, it fails in one line that
+    names the values to set; an existing Secret satisfies the guard, and failWithoutCluster=false opts out.
+    (With a cluster, `helm install` passes the guard: tests/chart/test_chart_on_apiserver.py.)"""
+    values = tmp_path / "values.yaml"
+    values.write_text("{}")
+    refused = run_helm(template_args([values], gitops_guard=True))
+    assert refused.returncode != 0
+    first_line = refused.stderr.splitlines()[0]
+    assert "postgresql.auth.existingSecret: rendering without a cluster" in first_line
+    assert "postgresql.auth.failWithoutCluster=false" in first_line
+    for sets in (["postgresql.auth.existingSecret=floe-db"], ["postgresql.auth.failWithoutCluster=false"]):
+        rendered = run_helm(template_args([values], sets, gitops_guard=True))
+        assert rendered.returncode == 0, (sets, rendered.stderr)

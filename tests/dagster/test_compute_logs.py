@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from floe_platform.config import load_platform
+from testkit.helm import WITHOUT_CLUSTER
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_PLATFORM = ROOT / "platform-config" / "platform" / "local" / "platform.yaml"
@@ -34,7 +35,17 @@ def rendered_compute_logs(tmp_path: Path) -> dict[str, Any]:
     values.write_text(yaml.safe_dump({"platform": yaml.safe_load(LOCAL_PLATFORM.read_text())}))
     chart = ROOT / "charts" / "floe-platform"
     output = subprocess.run(
-        [helm, "template", "floe", str(chart), "--namespace", "floe", "--values", str(values)],
+        [
+            helm,
+            "template",
+            "floe",
+            str(chart),
+            "--namespace",
+            "floe",
+            "--values",
+            str(values),
+            *WITHOUT_CLUSTER,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -42,6 +42,7 @@ from floe_platform.dagster.launcher import STEP_JOBS_SWITCH, StepJobsDisabledErr
 from floe_platform.dagster.profiles import PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_account_kubeconfig
+from testkit.helm import WITHOUT_CLUSTER
 from testkit.platforms import acme_platform
 
 pytestmark = pytest.mark.slow  # a real run worker waits for dagster's 20 s step health check
@@ -141,6 +142,7 @@ def helm_template(
             namespace,
             "-f",
             str(values),
+            *WITHOUT_CLUSTER,
         ],
         capture_output=True,
         text=True,

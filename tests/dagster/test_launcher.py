@@ -31,6 +31,7 @@ from floe_platform.dagster.profiles import MEMORY_LIMIT_TAG, PROFILE_TAG
 from floe_platform.render import render_pod_templates
 from floe_platform.render.duckdb_env import derived_memory_limit
 from testkit.emulator import EmulatedCluster, validate_object
+from testkit.helm import WITHOUT_CLUSTER
 
 pytestmark = pytest.mark.slow  # each test starts a Dagster instance and launches against the emulator (3-6 s)
 
@@ -413,7 +414,15 @@ def _chart_run_launcher() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     helm = shutil.which("helm") or str(root / ".tools" / "bin" / "helm")
     rendered = subprocess.run(
-        [helm, "template", "floe", str(root / "charts" / "floe-platform"), "--namespace", NAMESPACE],
+        [
+            helm,
+            "template",
+            "floe",
+            str(root / "charts" / "floe-platform"),
+            "--namespace",
+            NAMESPACE,
+            *WITHOUT_CLUSTER,
+        ],
         capture_output=True,
         text=True,
         check=True,

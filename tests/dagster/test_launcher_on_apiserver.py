@@ -53,6 +53,7 @@ from testkit.controlplane import ControlPlane, KubeApi, wait_for, write_service_
 from testkit.controlplane.cluster import NODE_NAMES
 from testkit.faultproxy import Action, FaultProxy
 from testkit.faults import FaultInjector, FaultPlan, Rule
+from testkit.helm import WITHOUT_CLUSTER
 from testkit.platforms import acme_platform, pod_shape_profile
 
 pytestmark = pytest.mark.slow  # each test applies the chart's objects and runs a Job on the control plane
@@ -93,7 +94,17 @@ def helm_template(
     values.write_text(yaml.safe_dump({**(chart_values or {}), "platform": PLATFORM}))
     chart = ROOT / "charts" / "floe-platform"
     output = subprocess.run(
-        [helm, "template", "floe", str(chart), "--namespace", namespace, "--values", str(values)],
+        [
+            helm,
+            "template",
+            "floe",
+            str(chart),
+            "--namespace",
+            namespace,
+            "--values",
+            str(values),
+            *WITHOUT_CLUSTER,
+        ],
         capture_output=True,
         text=True,
         check=True,

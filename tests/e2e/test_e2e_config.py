@@ -34,6 +34,7 @@ from test_kind_e2e import DEMO_PROFILE, OOM_MEBIBYTES, OOM_PROFILE, differences,
 
 from floe_platform.config import ComputeLogs, load_platform
 from floe_platform.render import render_pod_template
+from testkit.helm import WITHOUT_CLUSTER
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = shutil.which("helm") or str(ROOT / ".tools/bin/helm")
@@ -85,7 +86,17 @@ def test_image_tags_are_the_charts_app_version() -> None:
 
 def rendered_chart() -> list[dict[str, Any]]:
     result = subprocess.run(
-        [HELM, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", str(VALUES_FILE)],
+        [
+            HELM,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            str(VALUES_FILE),
+            *WITHOUT_CLUSTER,
+        ],
         capture_output=True,
         text=True,
         check=False,

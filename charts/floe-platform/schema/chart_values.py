@@ -16,11 +16,13 @@ Pure: imports no Kubernetes client and no Dagster.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticUndefined
 
 from floe_platform.codegen.platform_schema import platform_json_schema
 from floe_platform.config.models import (
@@ -106,10 +108,13 @@ class ServiceAccount(ValuesModel):
 
 class Service(ValuesModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Kubernetes Service type."""
     port: int = Field(ge=1, le=65535)
+    """Port of the Service."""
     annotations: dict[str, str] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
+    """Annotations of the Service, e.g. for a cloud load balancer."""
 
 
 class Component(ValuesModel):
@@ -126,13 +131,17 @@ class Component(ValuesModel):
     node_selector: dict[str, LabelValue] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
+    """nodeSelector of the pods."""
     tolerations: list[KubeObject] = Field(default_factory=list)
+    """Tolerations of the pods, passed through verbatim."""
     affinity: KubeObject = Field(default_factory=dict)
+    """Affinity of the pods, passed through verbatim."""
     extra_env: list[KubeObject] = Field(default_factory=list)
     """Extra container env entries (name/value or name/valueFrom)."""
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
+    """Extra annotations of the pods."""
     pod_labels: dict[str, LabelValue] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
@@ -153,6 +162,7 @@ class ReadOnlyWebserver(ValuesModel):
     cannot launch, cancel or change anything, for people who should only look."""
 
     enabled: bool = False
+    """Render the read-only webserver's Deployment and Service."""
     replicas: int = Field(default=1, ge=0)
     """Pods of the read-only webserver (same image, resources and settings as the webserver)."""
 
@@ -163,6 +173,7 @@ class IngressHost(ValuesModel):
     path: Annotated[str, Field(pattern=r"^$|^/")] = ""
     """Empty means webserver.pathPrefix, else /."""
     path_type: Literal["Prefix", "Exact", "ImplementationSpecific"] = "Prefix"
+    """Kubernetes pathType of the path."""
     read_only: bool = False
     """Route this host to the read-only webserver (needs webserver.readOnly.enabled)."""
 
@@ -171,12 +182,14 @@ class IngressTls(ValuesModel):
     secret_name: SubdomainOrEmpty = ""
     """The TLS Secret; empty lets the Ingress controller use its default certificate."""
     hosts: list[str] = Field(default_factory=list)
+    """Hosts the certificate covers."""
 
 
 class Ingress(ValuesModel):
     """An Ingress in front of the webserver (and, per host, the read-only webserver)."""
 
     enabled: bool = False
+    """Render an Ingress in front of the webserver (needs an Ingress controller in the cluster)."""
     class_name: SubdomainOrEmpty = ""
     """IngressClass; empty means the cluster's default class."""
     annotations: dict[str, str] = Field(
@@ -186,6 +199,7 @@ class Ingress(ValuesModel):
     hosts: list[IngressHost] = Field(default_factory=list)
     """At least one when enabled."""
     tls: list[IngressTls] = Field(default_factory=list)
+    """TLS of the Ingress: Secrets and the hosts they cover; empty means plain HTTP."""
 
 
 class Webserver(Component):
@@ -415,9 +429,10 @@ class PostgresAuth(ValuesModel):
     """A Secret with the key `postgresql-password` (the key dagster-k8s reads); empty means the chart
     generates a password that survives upgrades (read back with lookup). Set it for GitOps (Argo CD,
     `helm template`): without a cluster, every render makes a new password."""
-    fail_without_cluster: bool = False
+    fail_without_cluster: bool = True
     """Refuse to render a generated password without a cluster to read it back from (`helm template`, Argo
-    CD), so a GitOps setup that forgot existingSecret fails at its first render."""
+    CD), so a GitOps setup that forgot existingSecret fails at its first render. `false` renders anyway
+    (a throwaway preview); `helm install` and `helm upgrade` are never refused."""
 
 
 class Persistence(ValuesModel):
@@ -459,7 +474,9 @@ class ExternalPostgresql(ValuesModel):
 
 class SecretKeyRef(ValuesModel):
     name: SubdomainOrEmpty = ""
+    """The Secret holding the value; empty means none."""
     key: str = "LOCALSTACK_AUTH_TOKEN"
+    """The Secret's key holding the value."""
 
 
 class ComputeLogBucketJob(ValuesModel):
@@ -488,6 +505,7 @@ class UninstallHook(ValuesModel):
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, json_schema_extra=keys_matching(LABEL_KEY, LABEL_KEY_MAX)
     )
+    """Extra annotations of the hook's pod."""
 
 
 class Localstack(Component):
@@ -543,9 +561,12 @@ class SmokeTestRun(ValuesModel):
     """The run `helm test` launches through the webserver's GraphQL API."""
 
     job: str = "floe_smoke_test"
-    """Job of userCode.locationName to launch on the default profile (floe_platform.dagster.smoke's
-    smoke_test_job; the demo location has it). It stays in progress past one run-monitoring poll and must
-    end in SUCCESS. Empty: no run, only /server_info and the bucket are checked."""
+    """Job of `location` to launch on the default profile (floe_platform.dagster.smoke's smoke_test_job;
+    the demo location has it). It stays in progress past one run-monitoring poll and must end in SUCCESS.
+    Empty: no run, only /server_info and the bucket are checked."""
+    location: str = ""
+    """Code location that has `job`: one of userCode.locations[].name. Empty: the first of
+    userCode.locations, else userCode.locationName."""
     timeout_seconds: int = Field(default=600, ge=1)
     """How long the test waits for the run to end."""
 
@@ -561,6 +582,7 @@ class PodDisruptionBudget(ValuesModel):
     webserver, code servers); one replica gets none, so that draining a node is never blocked."""
 
     enabled: bool = True
+    """Render a PodDisruptionBudget for each Deployment that runs more than one replica."""
     max_unavailable: int = Field(default=1, ge=1)
     """Pods of one Deployment a voluntary disruption (a node drain) may take down at once."""
 
@@ -571,6 +593,7 @@ class NetworkPolicy(ValuesModel):
     components that call it. Needs a network plugin that enforces NetworkPolicy."""
 
     enabled: bool = False
+    """Render the NetworkPolicies; off, the platform's pods take traffic from anywhere."""
     webserver_from: list[KubeObject] = Field(default_factory=list)
     """NetworkPolicy peers allowed to reach the webserver (e.g. the Ingress controller's namespace);
     empty allows every source."""
@@ -649,9 +672,7 @@ def chart_values_schema() -> dict[str, Any]:
 
 
 # Shown as one row each: small objects whose keys read best together.
-_REFERENCE_LEAVES = (Image, ContainerResources, Service, Probe, ServiceAccount, HeadroomValues, SecretKeyRef)
-# Every component has these (see Component); the reference describes them once, not per component.
-_COMMON_COMPONENT_KEYS = frozenset(Component.model_fields) - {"image", "resources"}
+_REFERENCE_LEAVES = (Image, ContainerResources, Probe, ServiceAccount, HeadroomValues)
 
 
 def _nested_model(annotation: Any) -> type[ValuesModel] | None:
@@ -660,19 +681,42 @@ def _nested_model(annotation: Any) -> type[ValuesModel] | None:
     return None
 
 
+def _models_within(annotation: Any) -> list[type[ValuesModel]]:
+    """The models of a list's items or of a union's members (list[CodeLocation], str | TagValueGroup)."""
+    models = []
+    for argument in typing.get_args(annotation):
+        model = _nested_model(argument)
+        if model is not None:
+            models.append(model)
+        elif typing.get_args(argument):  # a generic within, e.g. list[IngressHost] | None
+            models += _models_within(argument)
+    return models
+
+
 def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: str) -> Iterator[str]:
     for name, field in model.model_fields.items():
-        if (issubclass(model, Component) and name in _COMMON_COMPONENT_KEYS) or name == "global_":
+        if name == "global_":
             continue
         key = field.alias or name
         value = values.get(key, field.get_default(call_default_factory=True))
+        if isinstance(value, BaseModel):
+            value = value.model_dump(by_alias=True, mode="json")
         nested = _nested_model(field.annotation)
         if nested is not None and isinstance(value, dict):
             yield from _reference_rows(nested, value, f"{prefix}{key}.")
             continue
-        default = json.dumps(value, separators=(", ", ": ")).replace("|", "\\|")
+        required = value is PydanticUndefined
+        default = (
+            "required" if required else f"`{json.dumps(value, separators=(', ', ': '))}`".replace("|", "\\|")
+        )
         description = " ".join((field.description or "").split()).replace("|", "\\|")
-        yield f"| `{prefix}{key}` | `{default}` | {description} |"
+        yield f"| `{prefix}{key}` | {default} | {description} |"
+        # The keys of a list's items (`key[].field`) or of a union's object form (`key.field`).
+        item_prefix = (
+            f"{prefix}{key}[]." if typing.get_origin(field.annotation) is list else f"{prefix}{key}."
+        )
+        for inner in _models_within(field.annotation):
+            yield from _reference_rows(inner, {}, item_prefix)
 
 
 def values_reference(defaults: dict[str, Any]) -> str:

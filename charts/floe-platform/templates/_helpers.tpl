@@ -21,20 +21,40 @@
 "<fullname>-<component>", e.g. floe-floe-platform-webserver. Call with (list $ "webserver").
 Every name fits its kind's limit for any release name Helm accepts (53 characters): 63 for Services, Jobs
 and label values, 52 for a StatefulSet (its pods' controller-revision-hash label is "<name>-<10-char
-hash>", at most 63). A name that would be longer keeps a shortened fullname plus 5 hex digits of its hash,
-so two long releases in one namespace still get different names; shorter names are unchanged.
+hash>", at most 63). A name that would be longer keeps a shortened fullname plus 5 hex digits of the whole
+fullname's hash: whatever is cut off still changes the name, so two long releases in one namespace that
+differ only at the end get different names. Names that fit are unchanged.
 */}}
 {{- define "floe.componentName" -}}
 {{- $root := index . 0 }}
 {{- $component := index . 1 }}
 {{- $fullname := include "floe.fullname" $root }}
 {{- $limit := get (include "floe.nameLimits" . | fromJson) $component | default 63 | int }}
-{{- $name := printf "%s-%s" ($fullname | trunc 50 | trimSuffix "-") $component }}
+{{- $name := printf "%s-%s" $fullname $component }}
 {{- if gt (len $name) $limit }}
 {{- $keep := sub $limit (add (len $component) 7) | int }}
 {{- $name = printf "%s-%s-%s" ($fullname | trunc $keep | trimSuffix "-") ($fullname | sha256sum | trunc 5) $component }}
 {{- end }}
 {{- $name }}
+{{- end }}
+
+{{/* A name cut to 63 characters where needed, ending in 5 hex digits of the whole name's hash. */}}
+{{- define "floe.fitName" -}}
+{{- if gt (len .) 63 }}
+{{- printf "%s-%s" (. | trunc 57 | trimSuffix "-") (. | sha256sum | trunc 5) }}
+{{- else }}
+{{- . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Hash of a ConfigMap's data, for a pod annotation that restarts the pods when their configuration changes:
+call with (list $ "instance-configmap"). Only the data: the ConfigMap's labels carry the chart version,
+which alone must restart nothing.
+*/}}
+{{- define "floe.configChecksum" -}}
+{{- $root := index . 0 }}
+{{- (include (print $root.Template.BasePath "/" (index . 1) ".yaml") $root | fromYaml).data | toJson | sha256sum }}
 {{- end }}
 
 {{/* Components whose name is a StatefulSet's: at most 52 characters. */}}
@@ -384,7 +404,7 @@ and read one back when a create finds it already there; post Events.
 
 {{/* Name of the operator's ClusterRole(Binding): cluster-scoped, so the namespace keeps releases apart. */}}
 {{- define "floe.operator.clusterRoleName" -}}
-{{- printf "%s-%s" .Release.Namespace (include "floe.componentName" (list . "operator")) | trunc 63 | trimSuffix "-" }}
+{{- include "floe.fitName" (printf "%s-%s" .Release.Namespace (include "floe.componentName" (list . "operator"))) }}
 {{- end }}
 
 {{- define "floe.operator.namespaces" -}}

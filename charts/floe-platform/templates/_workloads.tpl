@@ -38,7 +38,7 @@ userCode.locations: the single location of userCode (locationName, module), name
 {{- fail (printf "userCode.locations[%d] (%s): set module (e.g. acme.definitions) or args (e.g. [--package-name, acme])" $index $location.name) }}
 {{- end }}
 {{- $suffix := printf "code-%s" $location.name }}
-{{- $objectName := printf "%s-%s" (include "floe.fullname" $ | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- $objectName := include "floe.componentName" (list $ $suffix) }}
 {{- $replicas := $userCode.replicas }}
 {{- if not (kindIs "invalid" $location.replicas) }}{{ $replicas = $location.replicas }}{{ end }}
 {{- $account := dig "serviceAccount" "name" "" $location }}

@@ -689,7 +689,9 @@ class ComputeLogs(StrictModel):
     prefix: str = "compute-logs/"
     """Key prefix of every log object."""
     retention_days: int = Field(default=30, ge=1, le=365)
-    """Objects older than this are expired by a bucket lifecycle rule."""
+    """Objects older than this expire, by a lifecycle rule on the bucket where the Helm chart manages it:
+    always on the built-in S3, on your own S3 only with the chart's computeLogBucketJob.enabled. Otherwise
+    nothing expires until you set such a rule on the bucket yourself."""
     local_dir: str = "/tmp/dagster-compute-logs"
     """Where logs are written before upload (and kept, for manager_type local)."""
     upload_interval: int = Field(default=30, ge=1, le=300)
