@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_render import CHART, CI_DIR, Rendered, render, run_helm
+from chart_render import CHART, CI_DIR, HelmError, Rendered, render, run_helm
 
 from floe_platform.config import load_platform_text
 from floe_platform.render import render_pod_templates
+from testkit.helm import WITHOUT_CLUSTER
 
 PROFILES = {
     "infrastructure": {
@@ -121,6 +122,28 @@ def test_localstack_gets_no_hook_when_no_bucket_of_the_release_is_on_it(tmp_path
     assert [m["mountPath"] for m in localstack["volumeMounts"]] == ["/var/lib/localstack"]
 
 
+def test_extra_buckets_serve_a_floeplatform_applied_with_kubectl(tmp_path: Path) -> None:
+    """No platform: value (the FloePlatform is applied with kubectl, as the e2e suite does): the chart knows
+    no catalog, so localstack.extraBuckets names its bucket; the chart's own catalog bucket comes once."""
+    values = tmp_path / "extra.yaml"
+    values.write_text(yaml.safe_dump({"localstack": {"extraBuckets": ["floe-lake", "team-blobs"]}}))
+    alone = _localstack_container(render([values]))
+    env = {e["name"]: e.get("value") for e in alone["env"]}
+    assert env["EXTRA_BUCKETS"] == "floe-lake,team-blobs"
+    assert "/etc/localstack/init/ready.d" in [m["mountPath"] for m in alone["volumeMounts"]]
+    platform = tmp_path / "platform.yaml"
+    platform.write_text(yaml.safe_dump({"platform": PROFILES}))
+    both = _localstack_container(render([values, platform]))
+    assert {e["name"]: e.get("value") for e in both["env"]}["EXTRA_BUCKETS"] == "floe-lake,team-blobs"
+
+
+def test_a_bad_extra_bucket_name_is_refused_by_the_values_schema(tmp_path: Path) -> None:
+    values = tmp_path / "extra.yaml"
+    values.write_text(yaml.safe_dump({"localstack": {"extraBuckets": ["Floe_Lake"]}}))
+    with pytest.raises(HelmError, match="extraBuckets"):
+        render([values])
+
+
 def test_an_external_postgresqls_params_hold_for_the_catalog(tmp_path: Path) -> None:
     """ci/external-postgres-values.yaml requires TLS of Dagster's connection; the catalog's needs it too,
     and gets the other params as well."""
@@ -146,7 +169,7 @@ def test_the_charts_own_postgresql_gets_no_sslmode_or_params(tmp_path: Path) -> 
 
 def _notes(values: Path) -> str:
     result = run_helm(
-        ["install", "floe", str(CHART), "--namespace", "floe", "--dry-run=client", "--values", str(values)]
+        ["install", "floe", str(CHART), "-n", "floe", "--dry-run=client", "-f", str(values), *WITHOUT_CLUSTER]
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.split("NOTES:", 1)[1]

@@ -245,10 +245,10 @@ PARITY_CASES = {
     "network-policy": {
         "workloads": ["webserver", "webserver-read-only"],
         "objects": {
+            # No bucket Job (the built-in S3) and no platform (no pre-delete hook): no policy for either.
             "networkpolicy": [
                 f"{name}-net"
                 for name in (
-                    "create-bucket",
                     "daemon",
                     "localstack",
                     "migrate",
@@ -256,7 +256,6 @@ PARITY_CASES = {
                     "postgresql",
                     "runs",
                     "test",
-                    "uninstall",
                     "user-code",
                     "webserver",
                     "webserver-read-only",

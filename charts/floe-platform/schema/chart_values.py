@@ -33,6 +33,7 @@ from floe_platform.config.models import (
     LABEL_VALUE,
     LABEL_VALUE_MAX,
     QUANTITY_JSON_SCHEMA,
+    S3_BUCKET,
     Quantity,
     keys_matching,
 )
@@ -521,6 +522,10 @@ class Localstack(Component):
     """Region LocalStack reports and clients use. On every start, LocalStack's ready.d hook creates the
     compute-log bucket and its lifecycle rule (retention_days) and the shared catalog's bucket, so a restart,
     which loses its state (every object), does not lose the buckets."""
+    extra_buckets: list[Annotated[str, Field(pattern=S3_BUCKET.pattern)]] = Field(default_factory=list)
+    """More buckets the same hook creates on every start, with no lifecycle rule: those of a FloePlatform
+    you apply yourself (not through platform:) whose storage is this LocalStack, e.g. its catalog's
+    floe-lake."""
 
 
 class Operator(Component):
