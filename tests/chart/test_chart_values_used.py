@@ -106,6 +106,7 @@ CHANGED_BY_KEY: dict[str, Any] = {
     "region": "eu-west-1",
     "tolerations": [{"key": "changed", "operator": "Exists"}],
     "extraEnv": [{"name": "CHANGED", "value": "yes"}],
+    "extraBuckets": ["changed-bucket"],
     "imagePullSecrets": [{"name": "changed"}],
     "watchNamespaces": ["changed"],
     "params": {"sslmode": "require"},
