@@ -9,21 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from testkit.ports import free_port
+from testkit.ports import free_port, http_ok
 from testkit.waiting import wait_until
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 class OperatorProcess:
@@ -65,7 +56,7 @@ class OperatorProcess:
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait for kopf's liveness endpoint, which answers once the operator has started."""
         url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-        if not wait_until(lambda: _answers(url) or self._exited(), timeout, interval=0.1) or self._exited():
+        if not wait_until(lambda: http_ok(url) or self._exited(), timeout, interval=0.1) or self._exited():
             raise RuntimeError(f"the operator did not become ready:\n{self.log_tail()}")
 
     def _exited(self) -> bool:

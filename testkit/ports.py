@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 
 def free_port() -> int:
@@ -19,3 +20,12 @@ def host_ip() -> str:
         probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address will do
         address: str = probe.getsockname()[0]
     return address
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers 200 (a health endpoint); any connection error is a no."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

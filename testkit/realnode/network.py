@@ -16,14 +16,11 @@ certificate from the control plane's CA:
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import socket
 import struct
 import subprocess
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -32,7 +29,7 @@ from testkit.controlplane import build
 from testkit.controlplane.cluster import (
     ControlPlane,
     _cert_credentials,
-    _is_ours,
+    _check_alive,
     _read_pids,
     _spawn,
     _stop,
@@ -41,7 +38,7 @@ from testkit.controlplane.cluster import (
 )
 from testkit.controlplane.kubeapi import JsonObject, wait_for
 from testkit.controlplane.pki import CertificateAuthority
-from testkit.ports import free_port
+from testkit.ports import free_port, http_ok
 
 CLUSTER_DOMAIN = "cluster.local"
 COREDNS_USER = "floe-coredns"
@@ -56,14 +53,6 @@ COREDNS_RULES = [
     },
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
 ]
-
-
-@dataclass(frozen=True)
-class ClusterNetwork:
-    """kube-proxy and CoreDNS, running for one node."""
-
-    dns_address: str
-    run_dir: Path
 
 
 def node_services_dir() -> Path:
@@ -136,7 +125,7 @@ def _grant_coredns(plane: ControlPlane) -> None:
 
 def start(
     plane: ControlPlane, run_dir: Path, node_name: str, *, address: str, pod_cidr: str, timeout: float = 120.0
-) -> ClusterNetwork:
+) -> None:
     """Start kube-proxy and CoreDNS for the node ``node_name``; return once both serve."""
     bin_dir = node_services_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,38 +144,22 @@ def start(
         "coredns": _spawn("coredns", [str(bin_dir / "coredns"), "-conf", str(dns_config)], run_dir),
     }
     _write_pids(run_dir, pids)
-    network = ClusterNetwork(address, run_dir)
+
+    def serving(probe: Callable[[], bool]) -> Callable[[], bool | None]:
+        def checked() -> bool | None:
+            _check_alive(run_dir, pids)  # an exit fails at once, with the end of its log
+            return probe() or None
+
+        return checked
+
+    healthz = f"http://127.0.0.1:{ports['healthz']}/healthz"
+    service = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
     try:
-        wait_for("kube-proxy healthy", _alive_then(run_dir, lambda: _healthz(ports["healthz"])), timeout)
-        service = f"kubernetes.default.svc.{CLUSTER_DOMAIN}"
-        wait_for(
-            f"CoreDNS answers {service}",
-            _alive_then(run_dir, lambda: bool(resolve(address, service)) or None),
-            timeout,
-        )
+        wait_for("kube-proxy healthy", serving(lambda: http_ok(healthz)), timeout)
+        wait_for(f"CoreDNS answers {service}", serving(lambda: bool(resolve(address, service))), timeout)
     except BaseException:
         stop(run_dir)
         raise
-    return network
-
-
-def _alive_then(run_dir: Path, probe: Callable[[], bool | None]) -> Callable[[], bool | None]:
-    def checked() -> bool | None:
-        for name, record in _read_pids(run_dir).items():
-            if not _is_ours(record):
-                log = (run_dir / "logs" / f"{name}.log").read_text(errors="replace")
-                raise RuntimeError(f"{name} exited; the end of its log:\n{log[-3000:]}")
-        return probe()
-
-    return checked
-
-
-def _healthz(port: int) -> bool | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return True if response.status == 200 else None
-    except OSError:
-        return None
 
 
 def resolve(server: str, name: str, timeout: float = 2.0) -> list[str]:
@@ -237,8 +210,6 @@ def stop(run_dir: Path) -> None:
     for name in STOP_ORDER:
         if name in pids:
             _stop(pids[name])
-    with contextlib.suppress(OSError):
-        bin_dir = node_services_dir()
-        subprocess.run(
-            [str(bin_dir / "kube-proxy"), "--cleanup"], capture_output=True, check=False, timeout=60
-        )
+    if "kube-proxy" in pids:  # the binary it ran, recorded at its start: nothing is built at teardown
+        cleanup = [pids["kube-proxy"]["argv"][0], "--cleanup"]
+        subprocess.run(cleanup, capture_output=True, check=False, timeout=60)

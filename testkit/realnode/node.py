@@ -37,6 +37,7 @@ from testkit.controlplane.cluster import (
     NODE_NAMES,
     ControlPlane,
     _cert_credentials,
+    _check_alive,
     _is_ours,
     _read_pids,
     _spawn,
@@ -193,9 +194,7 @@ def join(plane: ControlPlane, engine: Engine, run_dir: Path, timeout: float = 12
     api = plane.admin_api()
 
     def ready() -> bool | None:
-        if not _is_ours(pids["kubelet"]):
-            log = (run_dir / "logs" / "kubelet.log").read_text(errors="replace")
-            raise RuntimeError(f"the kubelet exited; the end of its log:\n{log[-4000:]}")
+        _check_alive(run_dir, pids)  # the kubelet's exit fails at once, with the end of its log
         try:
             conditions = api.get(f"/api/v1/nodes/{name}").get("status", {}).get("conditions", [])
         except ApiError:

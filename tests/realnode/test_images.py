@@ -4,14 +4,11 @@ and the LocalStack build context holds exactly its lock. They are built and run 
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
+from testkit.hadolint import hadolint_problems
 from testkit.realnode.images import PAUSE_SOURCE, SERVICE_BUILDS
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
     "pause": PAUSE_SOURCE / "Dockerfile",
     **{build.tag.split("/")[1].split(":")[0]: build.dockerfile for build in SERVICE_BUILDS},
@@ -20,13 +17,7 @@ DOCKERFILES = {
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))
 def test_dockerfile_is_hadolint_clean(image: str) -> None:
-    result = subprocess.run(
-        [str(ROOT / ".venv/bin/hadolint"), "--no-color", str(DOCKERFILES[image])],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout
+    assert hadolint_problems(DOCKERFILES[image]) is None
 
 
 def test_localstack_installs_exactly_the_python_3_13_lock_the_host_tests_use() -> None:
