@@ -47,7 +47,6 @@ TARGETS = (
     Target("kube", "k8s.io/kubernetes/cmd/kubelet", "kubelet"),
     Target("kwok", "sigs.k8s.io/kwok/cmd/kwok", "kwok"),
 )
-BINARIES = tuple(target.binary for target in TARGETS)
 # What the real node (testkit.realnode) adds to a cluster's network: Services through kube-proxy (the
 # control plane's release) and cluster DNS through CoreDNS. Built only when real pods are asked for.
 NODE_SERVICES = (

@@ -447,8 +447,7 @@ def up(state_dir: Path, *, timeout: float = 120.0, pod_address: str | None = Non
     plane = ControlPlane(state_dir, f"https://127.0.0.1:{ports['kube-apiserver']}")
     state_dir.mkdir(parents=True)
     # First, so that `down` recognises the directory as one it may remove.
-    info = {"server": plane.server, "ports": ports, "pod_address": pod_address}
-    (state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
+    (state_dir / "cluster.json").write_text(json.dumps({"server": plane.server, "ports": ports}, indent=2))
     (state_dir / "logs").mkdir()
     _write_pki(state_dir, pod_address)
     _write_kubeconfigs(state_dir, plane.server)

@@ -95,7 +95,7 @@ def _platform(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return found
 
 
-def _hook(kubeconfig: Path, namespace: str, timeout_seconds: float) -> list[str]:
+def _hook(namespace: str, timeout_seconds: float) -> list[str]:
     floe = shutil.which("floe") or str(ROOT / ".venv" / "bin" / "floe")
     return [
         floe,
@@ -111,6 +111,18 @@ def _hook(kubeconfig: Path, namespace: str, timeout_seconds: float) -> list[str]
 
 def _env(kubeconfig: Path) -> dict[str, str]:
     return {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}
+
+
+def _run_hook(kubeconfig: Path, namespace: str, timeout_seconds: float) -> subprocess.CompletedProcess[str]:
+    """The hook's command as the hook Job runs it, to its end."""
+    return subprocess.run(
+        _hook(namespace, timeout_seconds),
+        env=_env(kubeconfig),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _release_finalizer(plane: ControlPlane, namespace: str, name: str) -> None:
@@ -140,14 +152,7 @@ def test_a_platform_held_by_a_finalizer_makes_the_hook_give_up_naming_it(
     _create_platform(plane, ns, "other-release", "other", held=False)
 
     started = time.monotonic()
-    hook = subprocess.run(
-        _hook(kubeconfig, ns, 3),
-        env=_env(kubeconfig),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    hook = _run_hook(kubeconfig, ns, 3)
     elapsed = time.monotonic() - started
     print(f"\nhook after {elapsed:.1f} s: rc={hook.returncode} {hook.stderr.strip()}")
     assert hook.returncode == 1
@@ -188,7 +193,7 @@ def test_the_hook_waits_until_the_running_operator_releases_an_earlier_versions_
     _create_platform(plane, ns, "marked", RELEASE, held=True)
 
     hook = subprocess.Popen(
-        _hook(kubeconfig, ns, 90),
+        _hook(ns, 90),
         env=_env(kubeconfig),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -233,14 +238,7 @@ def test_the_hook_without_its_role_fails_in_one_line(
     _crd_established(plane)
     _create_platform(plane, ns, "kept", RELEASE, held=False)
     kubeconfig = write_service_account_kubeconfig(plane, ns, "default", tmp_path / "default.kubeconfig")
-    hook = subprocess.run(
-        _hook(kubeconfig, ns, 5),
-        env=_env(kubeconfig),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    hook = _run_hook(kubeconfig, ns, 5)
     assert hook.returncode == 1
     assert hook.stderr.strip() == f"floe delete-platforms: cannot list FloePlatforms in {ns}: 403 Forbidden"
     assert "deletionTimestamp" not in _platform(plane, ns, "kept")["metadata"]

@@ -192,8 +192,7 @@ def test_demo_job_succeeds_in_a_pod_with_the_profiles_resources_env_and_s3_logs(
     logs = config.observability.compute_logs
 
     def missing_logs() -> list[str]:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=logs.bucket)
-        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        keys = _keys(s3, logs.bucket)
         ours = [key for key in keys if f"/storage/{run_id}/" in key]
         return [] if ours else [f"no compute-log object of run {run_id} among {len(keys)} keys"]
 
