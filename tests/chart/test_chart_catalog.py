@@ -144,6 +144,23 @@ def test_a_bad_extra_bucket_name_is_refused_by_the_values_schema(tmp_path: Path)
         render([values])
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"user": "runs"}, {"password": "secret"}, {"application_name": "two words"}, {"sslmode": "Require"}],
+    ids=["own-field", "credential", "space", "sslmode-case"],
+)
+def test_external_postgresql_params_the_catalog_would_refuse_are_refused_at_render(
+    params: dict[str, str], tmp_path: Path
+) -> None:
+    """The chart copies externalPostgresql.params into the FloePlatform's catalog database, so the values
+    schema refuses what the operator would (it would refuse only after `helm install` had succeeded)."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"platform": PROFILES, "externalPostgresql": {"params": params}}))
+    # helm names a refused key by name ("invalid propertyName 'user'"), a refused value by its path.
+    with pytest.raises(HelmError, match=r"externalPostgresql/params|invalid propertyName '(user|password)'"):
+        render([CI_DIR / "external-postgres-values.yaml", values])
+
+
 def test_an_external_postgresqls_params_hold_for_the_catalog(tmp_path: Path) -> None:
     """ci/external-postgres-values.yaml requires TLS of Dagster's connection; the catalog's needs it too,
     and gets the other params as well."""

@@ -32,11 +32,32 @@ from floe_platform.config.models import (
     LABEL_KEY_MAX,
     LABEL_VALUE,
     LABEL_VALUE_MAX,
+    LIBPQ_CREDENTIALS,
+    LIBPQ_KEYWORD,
+    LIBPQ_KEYWORD_MAX,
+    LIBPQ_OWN_FIELDS,
     QUANTITY_JSON_SCHEMA,
-    S3_BUCKET,
+    CatalogDatabase,
+    LibpqKeyword,
+    LibpqValue,
     Quantity,
+    S3BucketName,
     keys_matching,
 )
+
+def _libpq_params() -> dict[str, Any]:
+    """externalPostgresql.params as the catalog's database takes them (the chart copies them there): libpq's
+    keyword grammar, neither a credential nor a keyword the chart sets from a field of its own, and an
+    sslmode the catalog's own sslmode field accepts."""
+    names = keys_matching(LIBPQ_KEYWORD, LIBPQ_KEYWORD_MAX)["propertyNames"]
+    reserved = sorted({*LIBPQ_OWN_FIELDS, *LIBPQ_CREDENTIALS} - {"sslmode"})
+    sslmode = CatalogDatabase.model_fields["sslmode"].annotation
+    modes = [mode for arm in typing.get_args(sslmode) for mode in typing.get_args(arm)]
+    return {
+        "propertyNames": {**names, "not": {"enum": reserved}},
+        "properties": {"sslmode": {"type": "string", "enum": modes}},
+    }
+
 
 CHART_SCHEMA_ID = "https://floe.dev/schemas/chart-values.schema.json"
 NAME = DNS_LABEL.pattern
@@ -469,8 +490,10 @@ class ExternalPostgresql(ValuesModel):
     """Database name."""
     existing_secret: SubdomainOrEmpty = ""
     """A Secret with the key `postgresql-password` (required with an external database)."""
-    params: dict[str, str] = Field(default_factory=dict)
-    """libpq parameters, e.g. sslmode: require."""
+    params: dict[LibpqKeyword, LibpqValue] = Field(default_factory=dict, json_schema_extra=_libpq_params())
+    """libpq parameters of Dagster's connection and the shared catalog's, e.g. sslmode: require (values
+    without spaces, quotes or backslashes); not host, port, dbname or user (the fields above), nor password or
+    passfile (the Secret)."""
 
 
 class SecretKeyRef(ValuesModel):
@@ -522,7 +545,7 @@ class Localstack(Component):
     """Region LocalStack reports and clients use. On every start, LocalStack's ready.d hook creates the
     compute-log bucket and its lifecycle rule (retention_days) and the shared catalog's bucket, so a restart,
     which loses its state (every object), does not lose the buckets."""
-    extra_buckets: list[Annotated[str, Field(pattern=S3_BUCKET.pattern)]] = Field(default_factory=list)
+    extra_buckets: list[S3BucketName] = Field(default_factory=list)
     """More buckets the same hook creates on every start, with no lifecycle rule: those of a FloePlatform
     you apply yourself (not through platform:) whose storage is this LocalStack, e.g. its catalog's
     floe-lake."""

@@ -774,7 +774,9 @@ LIBPQ_OWN_FIELDS = {
     "user": "username",
     "sslmode": "sslmode",
 }
-"""libpq keywords that CatalogDatabase has fields for; ``password`` and ``passfile`` are credentials."""
+"""libpq keywords that CatalogDatabase has fields for."""
+LIBPQ_CREDENTIALS = ("password", "passfile")
+"""libpq keywords that would put a credential into the spec: it belongs in a Secret."""
 
 
 LibpqKeyword = Annotated[
@@ -844,7 +846,7 @@ class CatalogDatabase(StrictModel):
     @classmethod
     def _params_are_not_fields_or_credentials(cls, params: dict[str, str]) -> dict[str, str]:
         for keyword in params:
-            if keyword in ("password", "passfile"):
+            if keyword in LIBPQ_CREDENTIALS:
                 raise value_error(
                     f"{keyword!r}: credentials must not be written in platform.yaml; put the password in a "
                     "Secret and reference it with password.secret_name and password.key"
