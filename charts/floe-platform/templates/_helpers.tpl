@@ -336,19 +336,24 @@ password and, for S3 compute logs, the S3 credentials, both from Secrets.
 
 {{- define "floe.s3Env" -}}
 {{- if eq (include "floe.computeLogs.kind" .) "s3" }}
-{{- $storage := include "floe.computeLogs.storage" . | fromJson }}
-{{- if $storage.secret }}
+{{- include "floe.s3CredentialEnv" (include "floe.computeLogs.storage" . | fromJson) }}
+{{- end }}
+{{- end }}
+
+{{/* The AWS key pair from a storage's Secret: call with a dict of secret, access_key_id_key and
+secret_access_key_key (a storage without a Secret gets none). */}}
+{{- define "floe.s3CredentialEnv" -}}
+{{- if .secret }}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ $storage.secret }}
-      key: {{ $storage.access_key_id_key }}
+      name: {{ .secret }}
+      key: {{ .access_key_id_key }}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ $storage.secret }}
-      key: {{ $storage.secret_access_key_key }}
-{{- end }}
+      name: {{ .secret }}
+      key: {{ .secret_access_key_key }}
 {{- end }}
 {{- end }}
 
