@@ -143,3 +143,30 @@ def test_short_release_names_are_unchanged() -> None:
     rendered = render()
     assert rendered.named("StatefulSet", "postgresql")["metadata"]["name"] == "floe-floe-platform-postgresql"
     assert rendered.named("Deployment", "webserver")["metadata"]["name"] == "floe-floe-platform-webserver"
+
+
+# What earlier charts (before every shortened name carried a hash) named PostgreSQL's objects for long
+# releases: an upgrade must keep these, or the new StatefulSet would start on an empty volume and a new
+# password. Other objects of releases longer than 36 characters are renamed once (README, Upgrade).
+EARLIER_POSTGRESQL_NAMES = {
+    37: ("9b973", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    45: ("9a407", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    53: ("2618f", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+}
+
+
+@pytest.mark.parametrize("length", sorted(EARLIER_POSTGRESQL_NAMES))
+def test_postgresql_keeps_the_names_earlier_charts_gave_long_releases(length: int) -> None:
+    digest, head = EARLIER_POSTGRESQL_NAMES[length]
+    rendered = render(release="a" * length)
+    names = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in rendered.docs
+        if doc["kind"] in {"StatefulSet", "Secret", "Service"} and "postgresql" in doc["metadata"]["name"]
+    }
+    assert names == {
+        ("StatefulSet", f"{head}-{digest}-postgresql"),
+        ("Secret", f"{head}-{digest}-postgresql"),
+        ("Service", f"{head}-{digest}-postgresql"),
+        ("Service", f"{head}aa-{digest}-postgresql-headless"),
+    }
