@@ -132,14 +132,14 @@ def operator(
         _fail(["floe operator: give --namespace NS (repeatable) or --all-namespaces, not both or neither"])
     # kopf loads only here, so that `floe validate` stays fast and dependency-free; `main` first, as it
     # keeps the clients the operator does not use out of the process before kopf is imported.
-    from floe_platform.controller.main import NoCredentialsError, OperatorOptions, run_operator
+    from floe_platform.controller.main import CredentialsError, OperatorOptions, run_operator
 
     options = OperatorOptions(
         namespaces=namespaces, all_namespaces=all_namespaces, resync_seconds=resync_seconds
     )
     try:
         run_operator(options, liveness_port=liveness_port or None)
-    except NoCredentialsError as error:
+    except CredentialsError as error:
         _fail([str(error)])
 
 

@@ -130,8 +130,13 @@ def _without_cluster(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
         (["-m", "floe_platform.cli", "operator", "-n", "floe"], "missing/config", "no kubeconfig at"),
         (["-m", "floe_platform.controller.main"], "missing/config", "no kubeconfig at"),
         (["-m", "floe_platform.cli", "operator", "-A"], "broken", "is unusable"),
+        (
+            ["-m", "floe_platform.cli", "delete-platforms", "-n", "x", "-l", "a=b"],
+            "missing/config",
+            "no kubeconfig at",
+        ),
     ],
-    ids=["floe-operator", "python-m-main", "broken-kubeconfig"],
+    ids=["floe-operator", "python-m-main", "broken-kubeconfig", "delete-platforms"],
 )
 def test_operator_without_credentials_exits_at_once_with_one_line(
     tmp_path: Path, command: list[str], kubeconfig: str, expected: str

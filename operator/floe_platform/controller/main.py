@@ -15,22 +15,15 @@ import kopf  # noqa: E402
 
 from floe_platform.controller.handlers import OperatorOptions, register  # noqa: E402
 
-__all__ = ["NoCredentialsError", "OperatorOptions", "run_operator"]
-
-
-class NoCredentialsError(RuntimeError):
-    """Neither an in-cluster service account nor a kubeconfig; the message says which and how to fix it."""
+__all__ = ["CredentialsError", "OperatorOptions", "run_operator"]
 
 
 def run_operator(options: OperatorOptions, liveness_port: int | None = 8080) -> None:
     """Run until SIGTERM/SIGINT: standalone (no peering), liveness on ``/healthz`` when a port is given.
 
-    Raises ``NoCredentialsError`` at once when there is nothing to log in with.
+    Raises ``CredentialsError`` at once, with its one-line message, when there is nothing to log in with.
     """
-    try:
-        credentials = login()
-    except CredentialsError as error:
-        raise NoCredentialsError(str(error)) from None
+    credentials = login()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = kopf.OperatorRegistry()
     register(registry, options, credentials)
@@ -49,7 +42,7 @@ def main() -> None:
     options = OperatorOptions(namespaces=(namespace,) if namespace else (), all_namespaces=not namespace)
     try:
         run_operator(options)
-    except NoCredentialsError as error:
+    except CredentialsError as error:
         print(error, file=sys.stderr)
         sys.exit(1)
 
