@@ -45,6 +45,7 @@ from floe_platform.config.models import (
     keys_matching,
 )
 
+
 def _libpq_params() -> dict[str, Any]:
     """externalPostgresql.params as the catalog's database takes them (the chart copies them there): libpq's
     keyword grammar, neither a credential nor a keyword the chart sets from a field of its own, and an
@@ -711,14 +712,7 @@ def _nested_model(annotation: Any) -> type[ValuesModel] | None:
 
 def _models_within(annotation: Any) -> list[type[ValuesModel]]:
     """The models of a list's items or of a union's members (list[CodeLocation], str | TagValueGroup)."""
-    models = []
-    for argument in typing.get_args(annotation):
-        model = _nested_model(argument)
-        if model is not None:
-            models.append(model)
-        elif typing.get_args(argument):  # a generic within, e.g. list[IngressHost] | None
-            models += _models_within(argument)
-    return models
+    return [model for argument in typing.get_args(annotation) if (model := _nested_model(argument))]
 
 
 def _reference_rows(model: type[ValuesModel], values: dict[str, Any], prefix: str) -> Iterator[str]:
