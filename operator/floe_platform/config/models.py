@@ -117,6 +117,16 @@ def _matching(pattern: re.Pattern[str], max_length: int, rule: str) -> Any:
     return check
 
 
+def _schema(pattern: re.Pattern[str], max_length: int) -> WithJsonSchema:
+    """The JSON schema of a string that ``pattern`` matches whole, within ``max_length``."""
+    return WithJsonSchema({"type": "string", "pattern": pattern.pattern, "maxLength": max_length})
+
+
+def _ruled(pattern: re.Pattern[str], max_length: int, rule: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """A string type's check (one line naming ``rule``) and its JSON schema, from one pattern and length."""
+    return AfterValidator(_matching(pattern, max_length, rule)), _schema(pattern, max_length)
+
+
 def _label_key(value: str) -> str:
     prefix = value.rpartition("/")[0]
     if len(prefix) > LABEL_KEY_PREFIX_MAX:
@@ -159,33 +169,18 @@ _LABEL_KEY_CHECKS = (
     AfterValidator(_matching(LABEL_KEY, LABEL_KEY_MAX, _LABEL_KEY_RULE)),
     AfterValidator(_label_key),
 )
-KubernetesName = Annotated[
-    str,
-    _NAME_CHECK,
-    WithJsonSchema({"type": "string", "pattern": DNS_LABEL.pattern, "maxLength": DNS_LABEL_MAX}),
-]
+KubernetesName = Annotated[str, _NAME_CHECK, _schema(DNS_LABEL, DNS_LABEL_MAX)]
 S3BucketName = Annotated[
     str,
-    AfterValidator(
-        _matching(
-            S3_BUCKET,
-            63,
-            "a valid S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.', starting and ending "
-            "with a letter or digit)",
-        )
+    *_ruled(
+        S3_BUCKET,
+        63,
+        "a valid S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.', starting and ending "
+        "with a letter or digit)",
     ),
-    WithJsonSchema({"type": "string", "pattern": S3_BUCKET.pattern}),
 ]
-LabelKey = Annotated[
-    str,
-    *_LABEL_KEY_CHECKS,
-    WithJsonSchema({"type": "string", "pattern": LABEL_KEY.pattern, "maxLength": LABEL_KEY_MAX}),
-]
-LabelValue = Annotated[
-    str,
-    AfterValidator(_matching(LABEL_VALUE, LABEL_VALUE_MAX, _LABEL_VALUE_RULE)),
-    WithJsonSchema({"type": "string", "pattern": LABEL_VALUE.pattern, "maxLength": LABEL_VALUE_MAX}),
-]
+LabelKey = Annotated[str, *_LABEL_KEY_CHECKS, _schema(LABEL_KEY, LABEL_KEY_MAX)]
+LabelValue = Annotated[str, *_ruled(LABEL_VALUE, LABEL_VALUE_MAX, _LABEL_VALUE_RULE)]
 # As map keys the same rules carry no schema of their own: pydantic would write patternProperties, which a
 # CRD cannot have; the map's `propertyNames` (see keys_matching) says it instead.
 NameKey = Annotated[str, _NAME_CHECK]
@@ -306,7 +301,7 @@ ExtendedResourceName = Annotated[str, AfterValidator(_extended_resource)]
 SubdomainName = Annotated[
     str,
     AfterValidator(_subdomain),
-    WithJsonSchema({"type": "string", "pattern": _DNS_SUBDOMAIN.pattern, "maxLength": 253}),
+    _schema(_DNS_SUBDOMAIN, 253),
 ]
 
 
@@ -787,24 +782,16 @@ LibpqKeyword = Annotated[
 ]
 LibpqValue = Annotated[
     str,
-    AfterValidator(
-        _matching(
-            LIBPQ_VALUE, LIBPQ_VALUE_MAX, "a libpq parameter value without spaces, quotes or backslashes"
-        )
-    ),
-    WithJsonSchema({"type": "string", "pattern": LIBPQ_VALUE.pattern, "maxLength": LIBPQ_VALUE_MAX}),
+    *_ruled(LIBPQ_VALUE, LIBPQ_VALUE_MAX, "a libpq parameter value without spaces, quotes or backslashes"),
 ]
 CatalogIdentifier = Annotated[
     str,
-    AfterValidator(
-        _matching(
-            CATALOG_NAME,
-            CATALOG_NAME_MAX,
-            f"a name DuckDB and PostgreSQL take unquoted (at most {CATALOG_NAME_MAX} lowercase letters, "
-            "digits and '_', not starting with a digit), e.g. 'floe_lake'",
-        )
+    *_ruled(
+        CATALOG_NAME,
+        CATALOG_NAME_MAX,
+        f"a name DuckDB and PostgreSQL take unquoted (at most {CATALOG_NAME_MAX} lowercase letters, "
+        "digits and '_', not starting with a digit), e.g. 'floe_lake'",
     ),
-    WithJsonSchema({"type": "string", "pattern": CATALOG_NAME.pattern, "maxLength": CATALOG_NAME_MAX}),
 ]
 
 
