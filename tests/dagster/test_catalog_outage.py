@@ -223,12 +223,19 @@ def test_catalog_database_down_before_commit_rolls_the_write_back(
     assert snapshot == before[0]
 
 
-def _materialize_through_the_resource() -> dg.ExecuteInJobResult:
-    return dg.materialize(
+def _fails_in_the_resource_transaction(stopping: LocalStack | Postgres) -> str:
+    """Materialize ``two_statements`` through the DuckDB resource, ``stopping`` stopped between its two
+    statements; the run must fail, naming the table and the catalog. Its failure message."""
+    _STOP[:] = [stopping]
+    result = dg.materialize(
         [two_statements],
         resources={"warehouse": FloeDuckDBResource(database=":memory:")},
         raise_on_error=False,
     )
+    assert not result.success
+    message = _failure(result)
+    assert "writing bronze.two_statements to catalog 'lake'" in message
+    return message
 
 
 def test_s3_down_in_a_resource_transaction_fails_clearly_and_keeps_neither_statement(
@@ -238,12 +245,7 @@ def test_s3_down_in_a_resource_transaction_fails_clearly_and_keeps_neither_state
     on S3 when S3 stops; the second fails, and the first is rolled back with it."""
     catalog = _use_catalog_env(monkeypatch, postgres_server, own_localstack.endpoint, tmp_path / "pod")
     before = _metadata_only(catalog)
-    _STOP[:] = [own_localstack]
-    result = _materialize_through_the_resource()
-    assert not result.success
-    message = _failure(result)
-    assert "writing bronze.two_statements to catalog 'lake'" in message
-    assert "failed and was rolled back" in message
+    assert "failed and was rolled back" in _fails_in_the_resource_transaction(own_localstack)
     assert _metadata_only(catalog) == before  # no snapshot, no table: the CREATE went with the INSERT
 
 
@@ -253,12 +255,7 @@ def test_catalog_database_down_in_a_resource_transaction_keeps_neither_statement
     """The same asset with PostgreSQL stopping between the statements: nothing is committed."""
     catalog = _use_catalog_env(monkeypatch, own_postgres, localstack_endpoint, tmp_path / "pod")
     before = _metadata_only(catalog)
-    _STOP[:] = [own_postgres]
-    result = _materialize_through_the_resource()
-    assert not result.success
-    message = _failure(result)
-    assert "writing bronze.two_statements to catalog 'lake'" in message
-    assert PASSWORD not in message
+    assert PASSWORD not in _fails_in_the_resource_transaction(own_postgres)
     own_postgres.start()
     assert _metadata_only(catalog) == before
 
